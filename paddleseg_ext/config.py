@@ -1,0 +1,89 @@
+"""Config loading on top of PaddleSeg's ``Config`` (YAML, ``_base_`` inheritance, ``--opts``).
+
+PaddleSeg reports a missing file or key with a bare ``assert``; this wrapper turns those
+into errors that name the file and the key before anything is built.
+"""
+
+from __future__ import annotations
+
+import os
+
+from paddleseg.cvlibs import Config, SegBuilder, manager
+
+import paddleseg_ext  # noqa: F401  (registers our components before any config is built)
+
+REQUIRED_FOR = {
+    "train": ("model", "train_dataset", "optimizer", "lr_scheduler", "loss", "batch_size", "iters"),
+    "val": ("model", "val_dataset"),
+    "predict": ("model", "val_dataset"),
+}
+
+
+class ConfigError(ValueError):
+    """A config file is missing, malformed or lacks a key the task needs."""
+
+
+def load_config(
+    path: str,
+    task: str = "train",
+    *,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    iters: int | None = None,
+    opts: list[str] | None = None,
+) -> Config:
+    """Parses a PaddleSeg YAML config and checks the keys ``task`` needs.
+
+    Args:
+        path: YAML file; ``_base_`` files are merged as in PaddleSeg.
+        task: One of ``REQUIRED_FOR``'s keys.
+        learning_rate, batch_size, iters: Command-line overrides (None keeps the file's value).
+        opts: ``key.sub=value`` overrides, as PaddleSeg's ``--opts``.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"Config file not found: {path}")
+    if not path.endswith((".yml", ".yaml")):
+        raise ConfigError(f"Config file must be YAML (.yml/.yaml): {path}")
+    for opt in opts or []:
+        if "=" not in opt:
+            raise ConfigError(f"--opts entries must look like key=value, got {opt!r}")
+    try:
+        cfg = Config(
+            path, learning_rate=learning_rate, batch_size=batch_size, iters=iters, opts=opts
+        )
+    except (AssertionError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+    missing = [key for key in REQUIRED_FOR[task] if not cfg.dic.get(key)]
+    if missing:
+        raise ConfigError(f"{path}: missing key(s) {', '.join(missing)} needed to {task}")
+    return cfg
+
+
+def build(cfg: Config) -> SegBuilder:
+    """Returns PaddleSeg's lazy builder (``.model``, ``.train_dataset``, ``.optimizer``...)."""
+    return SegBuilder(cfg)
+
+
+def dataset_info(cfg: Config, split: str = "val") -> tuple[int, int, list[str]]:
+    """Returns ``(num_classes, ignore_index, class_names)`` of a config's dataset.
+
+    Registered datasets carry ``NUM_CLASSES``/``IGNORE_INDEX``/``CLASS_NAMES``; PaddleSeg's
+    generic ``Dataset`` takes ``num_classes``/``ignore_index`` in the config, and an
+    optional top-level ``class_names`` list names the classes.
+    """
+    ds_cfg = cfg.dic.get(f"{split}_dataset") or cfg.dic.get("train_dataset") or {}
+    ds_type = ds_cfg.get("type", "Dataset")
+    if ds_type not in manager.DATASETS.components_dict:
+        raise ConfigError(f"{split}_dataset: unknown dataset type {ds_type!r}")
+    ds_class = manager.DATASETS.components_dict[ds_type]
+    num_classes = ds_cfg.get("num_classes", getattr(ds_class, "NUM_CLASSES", None))
+    if num_classes is None:
+        num_classes = cfg.dic.get("model", {}).get("num_classes")
+    if num_classes is None:
+        raise ConfigError(f"{split}_dataset: cannot tell num_classes; set it in the config")
+    ignore_index = ds_cfg.get("ignore_index", getattr(ds_class, "IGNORE_INDEX", 255))
+    names = cfg.dic.get("class_names") or getattr(ds_class, "CLASS_NAMES", None)
+    names = list(names or (str(i) for i in range(num_classes)))
+    if len(names) != num_classes:
+        raise ConfigError(f"class_names has {len(names)} entries for {num_classes} classes")
+    return int(num_classes), int(ignore_index), names

@@ -1,0 +1,103 @@
+"""Deterministic, resumable data feeding.
+
+Every sample's augmentation is seeded from ``(seed, epoch, index)`` and the shuffle order
+from ``(seed, epoch)``, so a run resumed at iteration N sees exactly the batches and
+augmentations the uninterrupted run saw, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import paddle
+
+
+class SeededDataset(paddle.io.Dataset):
+    """Wraps a PaddleSeg dataset: seeds ``random``/``numpy`` per sample, returns (img, label).
+
+    Args:
+        dataset: A PaddleSeg dataset returning dicts with ``img`` and ``label``.
+        seed: Base seed.
+    """
+
+    def __init__(self, dataset: paddle.io.Dataset, seed: int):
+        super().__init__()
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        sample_seed = hash((self.seed, self.epoch, int(idx))) % (2**32)
+        random.seed(sample_seed)
+        np.random.seed(sample_seed)
+        data = self.dataset[idx]
+        return data["img"].astype("float32"), data["label"].astype("int64")
+
+
+class ResumableBatchSampler(paddle.io.BatchSampler):
+    """Batch sampler with a per-epoch seeded shuffle, rank sharding and a start offset.
+
+    Args:
+        num_samples: Dataset length.
+        batch_size: Samples per batch on each rank.
+        shuffle: Shuffle with ``numpy.random.default_rng(seed + epoch)``.
+        seed: Base seed.
+        rank, world_size: Data-parallel position; each rank gets a disjoint shard, the
+            shuffled order padded by repetition to a multiple of ``world_size``.
+        drop_last: Drop the last incomplete batch of each epoch.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+    ):
+        if num_samples < batch_size * world_size and drop_last:
+            raise ValueError(
+                f"{num_samples} training samples cannot fill one batch of {batch_size} "
+                f"on each of {world_size} rank(s)"
+            )
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.skip_batches = 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Selects the epoch's order and how many of its first batches to skip."""
+        self.epoch = epoch
+        self.skip_batches = skip_batches
+
+    def _shard(self) -> np.ndarray:
+        if self.shuffle:
+            order = np.random.default_rng(self.seed + self.epoch).permutation(self.num_samples)
+        else:
+            order = np.arange(self.num_samples)
+        per_rank = -(-self.num_samples // self.world_size)
+        order = np.resize(order, per_rank * self.world_size)
+        return order[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        per_rank = -(-self.num_samples // self.world_size)
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return -(-per_rank // self.batch_size)
+
+    def __iter__(self):
+        shard = self._shard()
+        for b in range(self.skip_batches, len(self)):
+            yield shard[b * self.batch_size : (b + 1) * self.batch_size].tolist()

@@ -1,0 +1,92 @@
+"""Prediction to PNGs: raw labels, pseudo-colour and an overlay on the image."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import paddle
+from paddleseg.transforms import Compose
+from paddleseg.utils import logger
+
+from .evaluate import predict_labels
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(image_path: str) -> list[str]:
+    """One image file, or every image under a folder (recursively, sorted)."""
+    if os.path.isfile(image_path):
+        return [image_path]
+    if not os.path.isdir(image_path):
+        raise FileNotFoundError(f"--image_path not found: {image_path}")
+    found = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(image_path)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTS)
+    ]
+    if not found:
+        raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTS)}) under {image_path}")
+    return sorted(found)
+
+
+def color_palette(num_classes: int) -> np.ndarray:
+    """A (num_classes, 3) uint8 RGB palette: the PASCAL VOC bit-interleaving scheme."""
+    palette = np.zeros((num_classes, 3), dtype=np.uint8)
+    for cls in range(num_classes):
+        c, shift = cls, 7
+        while c:
+            for ch in range(3):
+                palette[cls, ch] |= ((c >> ch) & 1) << shift
+            c >>= 3
+            shift -= 1
+    return palette
+
+
+@paddle.no_grad()
+def predict(
+    model: paddle.nn.Layer,
+    image_paths: list[str],
+    transforms: Compose,
+    save_dir: str,
+    num_classes: int,
+    *,
+    image_root: str | None = None,
+    overlay_weight: float = 0.6,
+) -> list[str]:
+    """Segments each image and writes three PNGs per image under ``save_dir``.
+
+    ``labels/NAME.png`` holds the class ids (uint8, mode L), ``pseudo_color/NAME.png`` the
+    colour-coded labels and ``overlay/NAME.png`` the colours blended over the image.
+    Names keep their path relative to ``image_root`` (default: the images' common folder).
+
+    Returns:
+        list[str]: the label PNG paths written.
+    """
+    model.eval()
+    palette = color_palette(num_classes)
+    if image_root is None:
+        image_root = os.path.commonpath([os.path.dirname(p) for p in image_paths])
+    written = []
+    for i, path in enumerate(image_paths):
+        original = cv2.imread(path, cv2.IMREAD_COLOR)
+        if original is None:
+            raise ValueError(f"Cannot read image {path}")
+        data = transforms({"img": path, "trans_info": [], "gt_fields": []})
+        img = paddle.to_tensor(data["img"][np.newaxis].astype("float32"))
+        labels = predict_labels(model, img, list(original.shape[:2]))[0].astype(np.uint8)
+        rel = os.path.splitext(os.path.relpath(path, image_root))[0] + ".png"
+        color_rgb = palette[labels]
+        overlay = cv2.addWeighted(
+            original, 1 - overlay_weight, color_rgb[..., ::-1], overlay_weight, 0
+        )
+        outputs = {"labels": labels, "pseudo_color": color_rgb[..., ::-1], "overlay": overlay}
+        for kind, array in outputs.items():
+            out = os.path.join(save_dir, kind, rel)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            cv2.imwrite(out, array)
+        written.append(os.path.join(save_dir, "labels", rel))
+        logger.info(f"[PREDICT] {i + 1}/{len(image_paths)} {path}")
+    return written

@@ -1,0 +1,225 @@
+"""Iteration-based training loop with PaddleSeg's checkpoint layout and flags.
+
+Written anew because ``paddleseg.core.train`` crashes on Paddle 3.3 at its first logging
+step. Adds exact resumption: weights, optimizer, lr schedule, iteration, data order and
+augmentation randomness all continue from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import deque
+
+import numpy as np
+import paddle
+import paddle.distributed as dist
+from paddleseg.cvlibs import Config
+from paddleseg.utils import logger
+
+from ..config import build, dataset_info
+from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, save_weights
+from .data import ResumableBatchSampler, SeededDataset
+from .evaluate import evaluate
+
+
+def set_seed(seed: int) -> None:
+    """Seeds Python, NumPy and Paddle."""
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def _stack_batch(batch: list) -> tuple[np.ndarray, np.ndarray]:
+    imgs, labels = zip(*batch, strict=True)
+    return np.stack(imgs), np.stack(labels)
+
+
+def _total_loss(logits: list, label: paddle.Tensor, losses: dict) -> paddle.Tensor:
+    """Weighted sum over model outputs, PaddleSeg's ``loss: {types, coef}`` semantics."""
+    types, coefs = losses["types"], losses["coef"]
+    if len(coefs) > len(logits):
+        raise ValueError(f"loss.coef has {len(coefs)} entries but the model returns {len(logits)}")
+    if len(types) not in (1, len(coefs)):
+        raise ValueError(f"loss.types has {len(types)} entries for {len(coefs)} coefficients")
+    total = 0.0
+    for i, coef in enumerate(coefs):
+        loss_fn = types[0] if len(types) == 1 else types[i]
+        total = total + coef * loss_fn(logits[i], label)
+    return total
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train(
+    cfg: Config,
+    *,
+    save_dir: str = "output",
+    save_interval: int = 1000,
+    log_iters: int = 10,
+    keep_checkpoint_max: int = 5,
+    do_eval: bool = False,
+    use_vdl: bool = False,
+    resume_model: str | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> paddle.nn.Layer:
+    """Trains the model a PaddleSeg config describes and returns it (unwrapped).
+
+    Runs data-parallel when started by ``paddle.distributed.launch``. Saves
+    ``iter_N/`` every ``save_interval`` iterations and at the end, and ``best_model/``
+    (by val mIoU) when ``do_eval``.
+
+    Args:
+        cfg: Loaded config (``iters``, ``batch_size``, ``learning_rate`` already applied).
+        save_dir: Output folder for checkpoints, logs and VisualDL records.
+        save_interval: Iterations between checkpoints (and evaluations with ``do_eval``).
+        log_iters: Iterations between log lines.
+        keep_checkpoint_max: Number of ``iter_N`` folders kept.
+        do_eval: Evaluate on ``val_dataset`` at every checkpoint.
+        use_vdl: Write VisualDL scalars (loss, lr, images/s, mIoU) under ``save_dir``.
+        resume_model: An ``iter_N`` folder to continue from.
+        seed: Seeds model init, shuffling and augmentation.
+        num_workers: Data loader worker processes.
+    """
+    world_size = dist.get_world_size()
+    rank = dist.get_rank()
+    if world_size > 1:
+        dist.init_parallel_env()
+    set_seed(seed)
+    builder = build(cfg)
+    model = builder.model
+    optimizer = builder.optimizer
+    lr_sched = builder.lr_scheduler
+    losses = builder.loss
+    train_set = builder.train_dataset
+    total_iters = cfg.iters
+    batch_size = cfg.batch_size
+
+    state = {"iter": 0, "best_mIoU": -1.0, "best_iter": -1}
+    if resume_model:
+        state = load_checkpoint(resume_model, model, optimizer)
+        logger.info(f"Resume from {resume_model}: continuing after iteration {state['iter']}")
+    if state["iter"] >= total_iters:
+        logger.info(f"Nothing to do: checkpoint is at iteration {state['iter']} >= {total_iters}")
+        return model
+
+    if do_eval:
+        val_set = builder.val_dataset
+        num_classes, ignore_index, class_names = dataset_info(cfg, "val")
+
+    sampler = ResumableBatchSampler(
+        len(train_set), batch_size, shuffle=True, seed=seed, rank=rank, world_size=world_size
+    )
+    seeded = SeededDataset(train_set, seed)
+    iters_per_epoch = len(sampler)
+    net = paddle.DataParallel(model) if world_size > 1 else model
+    is_main = rank == 0
+    vdl = None
+    if is_main:
+        os.makedirs(save_dir, exist_ok=True)
+        if use_vdl:
+            from visualdl import LogWriter
+
+            vdl = LogWriter(os.path.join(save_dir, "vdl"))
+
+    logger.info(
+        f"Training {type(model).__name__} for {total_iters} iters, batch {batch_size} x "
+        f"{world_size} rank(s), {len(train_set)} images ({iters_per_epoch} iters/epoch)"
+    )
+    it = state["iter"]
+    epoch, skip = divmod(it, iters_per_epoch)
+    batch_times: deque = deque(maxlen=log_iters)
+    loss_sum, reader_sum, n_logged = 0.0, 0.0, 0
+    net.train()
+    while it < total_iters:
+        sampler.set_epoch(epoch, skip)
+        seeded.epoch = epoch
+        loader = paddle.io.DataLoader(
+            seeded,
+            batch_sampler=sampler,
+            num_workers=num_workers,
+            collate_fn=_stack_batch,
+            return_list=True,
+            # The buffer thread swallows dataset errors and then waits forever.
+            use_buffer_reader=False,
+        )
+        tic = time.time()
+        for img, label in loader:
+            reader_sum += time.time() - tic
+            it += 1
+            # Re-seeding per iteration makes dropout/drop-path identical after a resume.
+            paddle.seed(seed + it)
+            loss = _total_loss(net(img), label, losses)
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            lr = optimizer.get_lr()
+            lr_sched.step()
+            loss_sum += float(loss)
+            n_logged += 1
+            batch_times.append(time.time() - tic)
+
+            if it % log_iters == 0 or it == total_iters:
+                mean_t = sum(batch_times) / len(batch_times)
+                ips = batch_size * world_size / mean_t
+                avg_loss = loss_sum / n_logged
+                if is_main:
+                    logger.info(
+                        f"[TRAIN] epoch: {epoch + 1}, iter: {it}/{total_iters}, "
+                        f"loss: {avg_loss:.4f}, lr: {lr:.6f}, batch_cost: {mean_t:.4f}, "
+                        f"reader_cost: {reader_sum / n_logged:.5f}, ips: {ips:.2f} samples/sec "
+                        f"| ETA {_format_eta(mean_t * (total_iters - it))}"
+                    )
+                    if vdl is not None:
+                        vdl.add_scalar("Train/loss", avg_loss, it)
+                        vdl.add_scalar("Train/lr", lr, it)
+                        vdl.add_scalar("Train/ips", ips, it)
+                loss_sum, reader_sum, n_logged = 0.0, 0.0, 0
+
+            if it % save_interval == 0 or it == total_iters:
+                if do_eval and is_main:
+                    metrics = evaluate(
+                        model,
+                        val_set,
+                        num_classes,
+                        ignore_index=ignore_index,
+                        class_names=class_names,
+                        num_workers=num_workers,
+                    )
+                    if vdl is not None:
+                        for key in ("mIoU", "mDice", "Acc", "Kappa"):
+                            vdl.add_scalar(f"Evaluate/{key}", metrics[key], it)
+                    if metrics["mIoU"] > state["best_mIoU"]:
+                        state.update(best_mIoU=metrics["mIoU"], best_iter=it)
+                        save_weights(
+                            os.path.join(save_dir, "best_model"), model, metrics | {"iter": it}
+                        )
+                    logger.info(
+                        f"[EVAL] The model with the best validation mIoU ({state['best_mIoU']:.4f})"
+                        f" was saved at iter {state['best_iter']}."
+                    )
+                    net.train()
+                if is_main:
+                    state["iter"] = it
+                    path = save_checkpoint(save_dir, model, optimizer, state, keep_checkpoint_max)
+                    logger.info(f"Saved checkpoint {path}")
+            if it >= total_iters:
+                break
+            tic = time.time()
+        epoch, skip = epoch + 1, 0
+    if vdl is not None:
+        vdl.close()
+    if world_size > 1:
+        dist.barrier()
+    return model
+
+
+def latest_checkpoint(save_dir: str) -> str | None:
+    """The newest complete ``iter_N`` folder in ``save_dir``, if any."""
+    iters = list_checkpoints(save_dir)
+    return os.path.join(save_dir, f"iter_{iters[-1]}") if iters else None

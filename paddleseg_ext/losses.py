@@ -1,0 +1,62 @@
+"""Losses that work on Paddle 3.x.
+
+PaddleSeg 2.8's ``CrossEntropyLoss`` multiplies an int64 mask by float32 logits, which
+Paddle 3's strict type promotion rejects, so it cannot train on Paddle 3.3. This module
+provides a replacement under a name of its own.
+"""
+
+from __future__ import annotations
+
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+from paddleseg.cvlibs import manager
+
+
+@manager.LOSSES.add_component
+class SegCrossEntropyLoss(nn.Layer):
+    """Pixel-wise softmax cross entropy that skips ignored pixels.
+
+    The loss is the mean over non-ignored pixels; with class weights it is the
+    weighted mean ``sum_i w[y_i] * ce_i / sum_i w[y_i]``, as in ``torch.nn.CrossEntropyLoss``.
+
+    Args:
+        weight (list[float], optional): One rescaling weight per class.
+        ignore_index (int): Label value excluded from the loss. Default: 255.
+    """
+
+    def __init__(self, weight: list[float] | None = None, ignore_index: int = 255):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.weight = None if weight is None else paddle.to_tensor(weight, dtype="float32")
+
+    def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        """
+        Args:
+            logit (Tensor): Has shape (N, C, H, W), float.
+            label (Tensor): Has shape (N, H, W) or (N, 1, H, W), integer class ids.
+
+        Returns:
+            Tensor: 0-d loss.
+        """
+        if label.ndim == 4:
+            label = label.squeeze(1)
+        num_classes = logit.shape[1]
+        if self.weight is not None and self.weight.shape[0] != num_classes:
+            raise ValueError(
+                f"SegCrossEntropyLoss: {self.weight.shape[0]} class weights given "
+                f"for {num_classes} classes"
+            )
+        label = label.astype("int64")
+        valid = label != self.ignore_index
+        safe_label = paddle.where(valid, label, paddle.zeros_like(label))
+        logp = F.log_softmax(logit, axis=1)
+        nll = -paddle.take_along_axis(logp, safe_label.unsqueeze(1), axis=1).squeeze(1)
+        pixel_weight = valid.astype(logit.dtype)
+        if self.weight is not None:
+            pixel_weight = pixel_weight * paddle.gather(self.weight, safe_label.flatten()).reshape(
+                safe_label.shape
+            )
+        denom = pixel_weight.sum()
+        # An all-ignored batch contributes zero loss (and zero gradient) rather than NaN.
+        return (nll * pixel_weight).sum() / paddle.clip(denom, min=1e-12)

@@ -1,0 +1,47 @@
+"""Segment images: raw label, pseudo-colour and overlay PNGs per image.
+
+python tools/predict.py --config X.yml --model_path P --image_path FILE_OR_DIR --save_dir D
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from paddleseg.transforms import Compose
+
+import paddleseg_ext  # noqa: F401
+from paddleseg_ext.cli import add_config_args, run, setup_device
+from paddleseg_ext.config import build, dataset_info, load_config
+from paddleseg_ext.core import predict
+from paddleseg_ext.core.checkpoint import load_weights
+from paddleseg_ext.core.predict import list_images
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_args(parser)
+    parser.add_argument("--model_path", required=True, help="model.pdparams or its folder")
+    parser.add_argument("--image_path", required=True, help="An image or a folder of images")
+    parser.add_argument("--save_dir", default="output/result", help="Where PNGs are written")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    args = parse_args(argv)
+    setup_device(args.device)
+    cfg = load_config(args.config, "predict", opts=args.opts)
+    images = list_images(args.image_path)
+    builder = build(cfg)
+    model = builder.model
+    load_weights(model, args.model_path)
+    num_classes, _, _ = dataset_info(cfg, "val")
+    transforms = Compose(builder.val_transforms)
+    written = predict(model, images, transforms, args.save_dir, num_classes)
+    print(
+        f"Wrote {len(written)} predictions under {args.save_dir} (labels/, pseudo_color/, overlay/)"
+    )
+    return written
+
+
+if __name__ == "__main__":
+    run(main)

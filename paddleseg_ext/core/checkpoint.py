@@ -28,8 +28,9 @@ def save_checkpoint(
     os.makedirs(tmp)
     paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
     paddle.save(optimizer.state_dict(), os.path.join(tmp, "model.pdopt"))
+    param_names = {key: p.name for key, p in model.named_parameters()}
     with open(os.path.join(tmp, STATE_FILE), "w") as f:
-        json.dump(state, f, indent=2)
+        json.dump(state | {"param_names": param_names}, f, indent=2)
     shutil.rmtree(final, ignore_errors=True)
     # Rename last, so a run killed while saving never leaves a half-written iter_N.
     os.replace(tmp, final)
@@ -92,6 +93,31 @@ def load_checkpoint(path: str, model: paddle.nn.Layer, optimizer) -> dict:
         if not os.path.isfile(needed):
             raise FileNotFoundError(f"--resume_model {path}: {os.path.basename(needed)} missing")
     load_weights(model, path)
-    optimizer.set_state_dict(paddle.load(opt_file))
     with open(state_file) as f:
-        return json.load(f)
+        state = json.load(f)
+    saved_names = state.pop("param_names", {})
+    optimizer.set_state_dict(_rename_optimizer_state(paddle.load(opt_file), saved_names, model))
+    return state
+
+
+def _rename_optimizer_state(opt_state: dict, saved_names: dict, model: paddle.nn.Layer) -> dict:
+    """Re-keys optimizer accumulators from the saving run's parameter names to this run's.
+
+    Paddle keys accumulators by generated parameter names (``conv2d_12.w_0_moment1_0``),
+    which depend on how many layers the process built before; the structured names
+    recorded at save time map them onto the current model.
+    """
+    rename = {
+        saved_names[key]: param.name
+        for key, param in model.named_parameters()
+        if key in saved_names and saved_names[key] != param.name
+    }
+    if not rename:
+        return opt_state
+    # Longest first, so "conv2d_13.w_0" is not taken for "conv2d_1.w_0".
+    olds = sorted(rename, key=len, reverse=True)
+    renamed = {}
+    for key, value in opt_state.items():
+        base = next((old for old in olds if key.startswith(old + "_")), None)
+        renamed[rename[base] + key[len(base) :] if base else key] = value
+    return renamed

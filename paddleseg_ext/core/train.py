@@ -50,6 +50,20 @@ def _total_loss(logits: list, label: paddle.Tensor, losses: dict) -> paddle.Tens
     return total
 
 
+def _average_buffers(model: paddle.nn.Layer, world_size: int) -> None:
+    """Averages non-trained state (BatchNorm running statistics) over data-parallel ranks.
+
+    ``paddle.DataParallel`` synchronises gradients only; each rank's running statistics
+    follow its own shard. Averaging them before every save and evaluation gives all ranks
+    the same, better estimated statistics.
+    """
+    # Paddle keeps BatchNorm statistics as parameters with stop_gradient=True.
+    for buf in model.state_dict().values():
+        if buf.stop_gradient and buf.dtype in (paddle.float32, paddle.float64, paddle.float16):
+            dist.all_reduce(buf)
+            buf.set_value(buf / world_size)
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -182,6 +196,8 @@ def train(
                 loss_sum, reader_sum, n_logged = 0.0, 0.0, 0
 
             if it % save_interval == 0 or it == total_iters:
+                if world_size > 1:
+                    _average_buffers(model, world_size)
                 if do_eval and is_main:
                     metrics = evaluate(
                         model,

@@ -80,8 +80,8 @@ class LPCVC2023(Dataset):
     """
 
     NUM_CLASSES = 14
-    IGNORE_INDEX = 255
     IMG_CHANNELS = 3
+    IGNORE_INDEX = 255
     CLASS_NAMES = (
         "background",
         "avalanche",

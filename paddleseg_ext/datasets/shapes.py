@@ -286,6 +286,7 @@ class SyntheticShapes(Dataset):
     """
 
     NUM_CLASSES = 6
+    IMG_CHANNELS = 3
     IGNORE_INDEX = 255
     CLASS_NAMES = ("background", "disc", "rectangle", "triangle", "ring", "cross")
 

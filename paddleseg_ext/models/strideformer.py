@@ -438,6 +438,7 @@ class StrideFormerBackbone(nn.Layer):
 
     Args:
         preset: `"tiny"`, `"base"` (published hyperparameters) or a StrideFormerCfg.
+        in_channels: Image channels (PaddleSeg's builder fills it from the dataset).
         **overrides: StrideFormerCfg fields, e.g. from YAML: `{gate_act: relu6}`.
 
     Attributes:
@@ -446,10 +447,12 @@ class StrideFormerBackbone(nn.Layer):
         feat_strides: `[16]`.
     """
 
-    def __init__(self, preset: str | StrideFormerCfg = "tiny", **overrides: Any) -> None:
+    def __init__(
+        self, preset: str | StrideFormerCfg = "tiny", in_channels: int = 3, **overrides: Any
+    ) -> None:
         super().__init__()
         cfg = self.cfg = strideformer_cfg(preset, **overrides)
-        self.stem = ConvBNAct(3, cfg.stem_chs, 3, stride=2, act=cfg.stem_act)
+        self.stem = ConvBNAct(in_channels, cfg.stem_chs, 3, stride=2, act=cfg.stem_act)
         self.stages = nn.LayerList()
         in_chs = cfg.stem_chs
         for stage in cfg.stages:

@@ -415,6 +415,7 @@ class TopFormerBackbone(nn.Layer):
 
     Args:
         preset: `"tiny"`, `"small"`, `"base"` (published hyperparameters) or a TopFormerCfg.
+        in_channels: Image channels (PaddleSeg's builder fills it from the dataset).
         **overrides: TopFormerCfg fields, e.g. from YAML:
             `{num_rows: 8, depth: 3, input_size: [288, 288], token_grid: [5, 5]}`.
 
@@ -425,14 +426,16 @@ class TopFormerBackbone(nn.Layer):
             (`input_size` when set, else the input).
     """
 
-    def __init__(self, preset: str | TopFormerCfg = "tiny", **overrides: Any) -> None:
+    def __init__(
+        self, preset: str | TopFormerCfg = "tiny", in_channels: int = 3, **overrides: Any
+    ) -> None:
         super().__init__()
         cfg = self.cfg = topformer_cfg(preset, **overrides)
         strides = cfg.level_strides
         if any(b <= a for a, b in zip(strides, strides[1:], strict=False)):
             raise ValueError(f"pyramid levels must have increasing strides, got {strides}")
 
-        self.stem = ConvBNAct(3, cfg.stem_chs, 3, stride=2, act=cfg.pyramid_act)
+        self.stem = ConvBNAct(in_channels, cfg.stem_chs, 3, stride=2, act=cfg.pyramid_act)
         self.rows = nn.LayerList()
         in_chs = cfg.stem_chs
         for row in cfg.used_rows:

@@ -1,0 +1,478 @@
+"""Export for deployment: Paddle Inference (PIR), ONNX, ``deploy.yaml`` and a parity check.
+
+``export`` writes into one directory:
+
+- ``model.json`` + ``model.pdiparams``: the PIR inference program (``paddle.jit.save``);
+- ``model.onnx``: converted from the PIR program by paddle2onnx;
+- ``deploy.yaml``: the files actually written, the preprocessing (the config's val
+  transforms), the input shape, the output op, dtype and layout, and the class names.
+
+The exported graph ends with the chosen output op:
+
+- ``argmax``: int32 labels (N, 1, H, W); a model that already returns labels (VIM) keeps them;
+- ``softmax``: float32 probabilities (N, C, H, W) (models returning logits only);
+- ``none``: the model's own output (logits, or labels for a VIM model);
+- ``vim``: int32 labels (N, 1, H, W) by valid-class interpolation; a model with
+  ``upsample: bilinear`` is switched to VIM, a stock ``decode_head(backbone(x))`` model is
+  wrapped with ``VIMWrapper``.
+
+After export, Paddle Inference and onnxruntime run the files on one sample (a val image when
+the dataset can be read, else random values) and are compared with the dygraph model.
+
+paddle2onnx's default optimizer ("polygraphy") sets ``POLYGRAPHY_AUTOINSTALL_DEPS=1`` and
+pip-installs packages at run time. The conversion here uses ``optimize_tool="none"`` with
+``POLYGRAPHY_AUTOINSTALL_DEPS=0``, and runs in a child process, because paddle2onnx aborts
+the whole process (SIGABRT) on an operator it cannot convert.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+# Before anything imports paddle2onnx (and polygraphy): never install packages at run time.
+os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+import paddle.nn as nn  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+import yaml  # noqa: E402
+from paddleseg.cvlibs import Config  # noqa: E402
+from paddleseg.utils import logger  # noqa: E402
+
+from .config import ConfigError, build, dataset_info  # noqa: E402
+from .core.checkpoint import load_weights  # noqa: E402
+from .models.vim import LogitsUpsample, VIMWrapper  # noqa: E402
+from .runtime import DEPLOY_FILE, OrtRunner, PaddleRunner, to_labels  # noqa: E402
+
+OUTPUT_OPS = ("argmax", "softmax", "none", "vim")
+FORMATS = ("paddle", "onnx", "lite")
+DEFAULT_FORMATS = ("paddle", "onnx")
+INPUT_NAME = "x"
+MODEL_PREFIX = "model"
+MIN_AGREEMENT = 0.999
+# Size used for a dynamic height/width when no val image gives one.
+DYNAMIC_SAMPLE_SIDE = 256
+
+
+@dataclass
+class ExportResult:
+    """What ``export`` wrote and measured.
+
+    Attributes:
+        save_dir: The export directory.
+        files: Written files by role (``model``, ``params``, ``onnx_model``, ``deploy``).
+        checks: Per backend, ``label_agreement`` (vs. the dygraph model, in [0, 1]) and
+            ``max_abs_diff`` (float outputs only, else None). Empty when not verified.
+        passed: Every agreement reached ``MIN_AGREEMENT`` (True when not verified).
+    """
+
+    save_dir: str
+    files: dict[str, str]
+    checks: dict[str, dict] = field(default_factory=dict)
+    passed: bool = True
+
+
+class ExportModel(nn.Layer):
+    """Appends the output op to a segmentor returning ``[logits]`` or ``[labels]``.
+
+    Args:
+        model: The segmentor, in eval mode.
+        output_op: ``argmax``, ``softmax``, ``none`` or ``vim`` (labels, as ``argmax``).
+        outputs_labels: The model returns int labels (N, 1, H, W) rather than logits.
+    """
+
+    def __init__(self, model: nn.Layer, output_op: str, outputs_labels: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.output_op = output_op
+        self.outputs_labels = outputs_labels
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Args:
+            x: Images of shape (N, 3, H, W).
+
+        Returns:
+            Int32 labels (N, 1, H, W), probabilities or logits (N, C, H, W).
+        """
+        out = self.model(x)[0]
+        if self.outputs_labels:
+            return out.astype("int32")
+        if self.output_op in ("argmax", "vim"):
+            return paddle.argmax(out, axis=1, keepdim=True).astype("int32")
+        if self.output_op == "softmax":
+            return F.softmax(out, axis=1)
+        return out
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """Parses ``"paddle,onnx"`` (or a list) into known formats, in the order given.
+
+    Raises:
+        ConfigError: Empty list or unknown format.
+    """
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    names = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown export format(s) {unknown or formats!r}; choose from {', '.join(FORMATS)}"
+        )
+    return names
+
+
+def check_input_shape(shape: Sequence[int]) -> list[int]:
+    """Checks an input shape (N, C, H, W); N, H and W may be -1 (dynamic).
+
+    Raises:
+        ConfigError: Not 4 values, C not 3, or a size that is neither positive nor -1.
+    """
+    shape = [int(v) for v in shape]
+    if len(shape) != 4:
+        raise ConfigError(f"--input_shape needs 4 values N C H W, got {shape}")
+    if shape[1] != 3:
+        raise ConfigError(f"--input_shape: the models take 3-channel images, got C={shape[1]}")
+    if any(v == 0 or v < -1 for v in shape):
+        raise ConfigError(f"--input_shape: sizes must be positive or -1 (dynamic), got {shape}")
+    return shape
+
+
+def outputs_labels(model: nn.Layer) -> bool:
+    """Whether ``model`` returns int labels in eval mode (valid-class interpolation on)."""
+    return any(
+        isinstance(layer, LogitsUpsample) and layer.use_vim
+        for layer in model.sublayers(include_self=True)
+    )
+
+
+def prepare_model(model: nn.Layer, output_op: str, num_classes: int) -> nn.Layer:
+    """Checks ``output_op`` against ``model`` and, for ``vim``, turns VIM on.
+
+    A model with a ``LogitsUpsample`` ``upsample`` layer (TopFormerSeg, MobileSegExt) gets a
+    VIM one with the same class set and ``align_corners``; a stock segmentor built as
+    ``decode_head(backbone(x))`` is wrapped with ``VIMWrapper``. Load weights before this.
+
+    Args:
+        model: The built segmentor.
+        output_op: One of ``OUTPUT_OPS``.
+        num_classes: Number of classes.
+
+    Returns:
+        The model to export (the same object, or a ``VIMWrapper`` around it).
+
+    Raises:
+        ConfigError: Unknown op, ``softmax`` on a model returning labels, or ``vim`` on a
+            model without VIM support.
+    """
+    if output_op not in OUTPUT_OPS:
+        raise ConfigError(f"unknown --output_op {output_op!r}; choose from {', '.join(OUTPUT_OPS)}")
+    labels = outputs_labels(model)
+    if output_op == "softmax" and labels:
+        raise ConfigError(
+            "--output_op softmax needs logits, but this model returns labels in eval mode "
+            "(upsample: vim); use --output_op argmax/vim or set upsample: bilinear"
+        )
+    if output_op != "vim" or labels:
+        return model
+    upsample = getattr(model, "upsample", None)
+    if isinstance(upsample, LogitsUpsample):
+        # The user asked for VIM, so any class-count threshold is dropped.
+        model.upsample = LogitsUpsample(
+            num_classes, "vim", upsample.class_set, 0, upsample.align_corners
+        )
+        return model
+    if isinstance(getattr(model, "backbone", None), nn.Layer) and isinstance(
+        getattr(model, "decode_head", None), nn.Layer
+    ):
+        align = bool(getattr(model, "align_corners", False))
+        return VIMWrapper(model, num_classes, align_corners=align)
+    raise ConfigError(
+        f"--output_op vim: {type(model).__name__} has no VIM support (it needs an `upsample` "
+        "layer as TopFormerSeg/MobileSegExt, or `backbone` + `decode_head` sub-layers)"
+    )
+
+
+# ------------------------------------------------------------------------------ config bits
+
+
+def val_transforms(cfg: Config) -> list[dict]:
+    """The config's val transforms as plain dicts (the deployed preprocessing)."""
+    ds_cfg = cfg.dic.get("val_dataset") or {}
+    return copy.deepcopy(list(ds_cfg.get("transforms") or [{"type": "Normalize"}]))
+
+
+def default_input_shape(cfg: Config) -> list[int]:
+    """(1, 3, H, W) from a val ``Resize`` (its ``target_size`` is (w, h)), else 512x512."""
+    for t in val_transforms(cfg):
+        if t.get("type") == "Resize":
+            w, h = t.get("target_size", (512, 512))
+            return [1, 3, int(h), int(w)]
+    return [1, 3, 512, 512]
+
+
+def sample_input(cfg: Config, input_shape: Sequence[int], seed: int = 0) -> tuple[np.ndarray, str]:
+    """One preprocessed input batch of ``input_shape`` and where it came from.
+
+    The first val image (after the val transforms) resized to the fixed H/W; with a dynamic
+    size, the image's own size rounded down to a multiple of 32. Random values when the val
+    dataset cannot be read.
+    """
+    n = 1 if input_shape[0] == -1 else input_shape[0]
+    h, w = input_shape[2], input_shape[3]
+    img, source = None, "random"
+    try:
+        dataset = build(cfg).val_dataset
+        img = np.asarray(dataset[0]["img"], dtype=np.float32)  # (C, H, W)
+        source = "val image"
+        if hasattr(dataset, "file_list"):
+            source = f"val image {dataset.file_list[0][0]}"
+    except Exception as err:  # any unreadable dataset falls back to random values
+        logger.warning(f"No val image for the export check ({err}); using random values")
+    if img is None:
+        rng = np.random.default_rng(seed)
+        side_h = h if h > 0 else DYNAMIC_SAMPLE_SIDE
+        side_w = w if w > 0 else DYNAMIC_SAMPLE_SIDE
+        return rng.standard_normal((n, 3, side_h, side_w)).astype(np.float32), source
+    target_h = h if h > 0 else max(32, img.shape[1] // 32 * 32)
+    target_w = w if w > 0 else max(32, img.shape[2] // 32 * 32)
+    if (target_h, target_w) != img.shape[1:]:
+        hwc = cv2_resize(img.transpose(1, 2, 0), target_w, target_h)
+        img = hwc.transpose(2, 0, 1)
+    return np.repeat(img[np.newaxis], n, axis=0), source
+
+
+def cv2_resize(img: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
+    """``cv2.resize`` of an (H, W[, C]) array; bilinear, or nearest for labels."""
+    import cv2
+
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    out = cv2.resize(img, (width, height), interpolation=interp)
+    return out.reshape(height, width, *img.shape[2:])
+
+
+# ---------------------------------------------------------------------------------- writers
+
+
+def save_paddle(layer: nn.Layer, input_shape: Sequence[int], save_dir: str) -> dict[str, str]:
+    """Writes the PIR inference program ``model.json`` + ``model.pdiparams``.
+
+    Returns:
+        ``{"model": "model.json", "params": "model.pdiparams"}`` (names in ``save_dir``).
+    """
+    layer.eval()
+    spec = [paddle.static.InputSpec(list(input_shape), "float32", INPUT_NAME)]
+    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    paddle.jit.save(static, os.path.join(save_dir, MODEL_PREFIX))
+    for name in ("json", "pdmodel"):
+        if os.path.isfile(os.path.join(save_dir, f"{MODEL_PREFIX}.{name}")):
+            return {"model": f"{MODEL_PREFIX}.{name}", "params": f"{MODEL_PREFIX}.pdiparams"}
+    raise RuntimeError(f"paddle.jit.save wrote no model file in {save_dir}")
+
+
+_ONNX_CHILD = textwrap.dedent(
+    """
+    import sys
+    import paddle2onnx
+    model, params, out, opset = sys.argv[1:5]
+    paddle2onnx.export(model, params, out, opset_version=int(opset), auto_upgrade_opset=False,
+                       enable_onnx_checker=True, optimize_tool="none")
+    """
+)
+
+
+def convert_onnx(model_file: str, params_file: str, onnx_file: str, opset: int = 13) -> None:
+    """Converts a Paddle inference program to ONNX with paddle2onnx, in a child process.
+
+    Raises:
+        RuntimeError: The conversion failed; the message holds paddle2onnx's error lines.
+    """
+    env = dict(os.environ, POLYGRAPHY_AUTOINSTALL_DEPS="0")
+    if os.path.exists(onnx_file):
+        os.remove(onnx_file)
+    proc = subprocess.run(
+        [sys.executable, "-c", _ONNX_CHILD, model_file, params_file, onnx_file, str(opset)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 or not os.path.isfile(onnx_file):
+        log = (proc.stdout + proc.stderr).splitlines()
+        errors = [line for line in log if "ERROR" in line or "Error" in line] or log[-5:]
+        raise RuntimeError(
+            f"paddle2onnx could not convert {model_file} (exit {proc.returncode}):\n"
+            + "\n".join(errors[-8:])
+        )
+
+
+def write_deploy_yaml(save_dir: str, info: dict) -> str:
+    """Writes ``save_dir/deploy.yaml`` as ``{"Deploy": info}`` and returns its path."""
+    path = os.path.join(save_dir, DEPLOY_FILE)
+    with open(path, "w") as f:
+        yaml.safe_dump({"Deploy": info}, f, sort_keys=False, default_flow_style=None)
+    return path
+
+
+# ------------------------------------------------------------------------------------ check
+
+
+def compare_outputs(reference: np.ndarray, output: np.ndarray) -> dict:
+    """Label agreement (fraction of equal pixels) and max |difference| of float outputs."""
+    if reference.shape != output.shape:
+        raise ValueError(f"output shape {output.shape} differs from dygraph {reference.shape}")
+    agreement = float((to_labels(reference) == to_labels(output)).mean())
+    max_diff = None
+    if np.issubdtype(reference.dtype, np.floating):
+        max_diff = float(np.abs(reference.astype(np.float64) - output).max())
+    return {"label_agreement": agreement, "max_abs_diff": max_diff}
+
+
+def verify_export(
+    layer: nn.Layer, save_dir: str, files: dict[str, str], x: np.ndarray, threads: int = 1
+) -> dict[str, dict]:
+    """Runs the exported files on ``x`` and compares them with the dygraph ``layer``.
+
+    Returns:
+        Per backend (``paddle_inference``, ``onnxruntime``) the ``compare_outputs`` dict.
+    """
+    with paddle.no_grad():
+        reference = layer(paddle.to_tensor(x)).numpy()
+    checks = {}
+    if "model" in files:
+        runner = PaddleRunner(
+            os.path.join(save_dir, files["model"]),
+            os.path.join(save_dir, files["params"]),
+            threads,
+        )
+        checks["paddle_inference"] = compare_outputs(reference, runner(x))
+    if "onnx_model" in files:
+        runner = OrtRunner(os.path.join(save_dir, files["onnx_model"]), threads)
+        checks["onnxruntime"] = compare_outputs(reference, runner(x))
+    return checks
+
+
+# ----------------------------------------------------------------------------------- export
+
+
+def export(
+    cfg: Config,
+    save_dir: str,
+    *,
+    model_path: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    output_op: str = "argmax",
+    formats: str | Sequence[str] = DEFAULT_FORMATS,
+    opset: int = 13,
+    verify: bool = True,
+    threads: int = 1,
+) -> ExportResult:
+    """Exports the config's model for deployment (see the module docstring).
+
+    Args:
+        cfg: A loaded config (``load_config(path, "val")``).
+        save_dir: Output directory (created).
+        model_path: ``model.pdparams`` or its folder; None keeps random weights (warned).
+        input_shape: (N, 3, H, W), -1 for a dynamic N/H/W; None: ``default_input_shape``.
+        output_op: One of ``OUTPUT_OPS``.
+        formats: Subset of ``FORMATS`` (list or comma-separated string).
+        opset: ONNX opset.
+        verify: Run the exported files and compare them with the dygraph model.
+        threads: CPU threads of the check.
+
+    Returns:
+        The files written and the check results.
+
+    Raises:
+        ConfigError: Unsupported option combination (raised before anything is written).
+        RuntimeError: A conversion failed.
+    """
+    names = parse_formats(formats)
+    if output_op not in OUTPUT_OPS:
+        raise ConfigError(f"unknown --output_op {output_op!r}; choose from {', '.join(OUTPUT_OPS)}")
+    if "lite" in names:
+        raise ConfigError(
+            "--formats lite is not supported: Paddle Lite's opt (paddlelite 2.13rc0, CPython "
+            "3.10 only) reads only legacy .pdmodel programs, which Paddle 3.3.1 cannot write "
+            "for these models; export onnx or paddle instead"
+        )
+    shape = check_input_shape(input_shape) if input_shape else default_input_shape(cfg)
+    if model_path is not None and not os.path.exists(model_path):
+        raise FileNotFoundError(f"--model_path not found: {model_path}")
+    num_classes, _, class_names = dataset_info(cfg, "val")
+
+    model = build(cfg).model
+    if model_path is None:
+        logger.warning("No --model_path: exporting randomly initialised weights")
+    else:
+        load_weights(model, model_path)
+    model = prepare_model(model, output_op, num_classes)
+    labels = outputs_labels(model)
+    model.eval()
+    layer = ExportModel(model, output_op, labels)
+    layer.eval()
+
+    os.makedirs(save_dir, exist_ok=True)
+    for stale in ("model.json", "model.pdmodel", "model.pdiparams", "model.onnx", DEPLOY_FILE):
+        if os.path.exists(os.path.join(save_dir, stale)):
+            os.remove(os.path.join(save_dir, stale))
+    files: dict[str, str] = {}
+    # ONNX is converted from the Paddle program; without "paddle" that stays in a temp dir.
+    paddle_dir = save_dir if "paddle" in names else tempfile.mkdtemp(prefix="export_")
+    try:
+        paddle_files = save_paddle(layer, shape, paddle_dir)
+        if "paddle" in names:
+            files.update(paddle_files)
+        if "onnx" in names:
+            convert_onnx(
+                os.path.join(paddle_dir, paddle_files["model"]),
+                os.path.join(paddle_dir, paddle_files["params"]),
+                os.path.join(save_dir, f"{MODEL_PREFIX}.onnx"),
+                opset,
+            )
+            files["onnx_model"] = f"{MODEL_PREFIX}.onnx"
+    finally:
+        if paddle_dir != save_dir:
+            shutil.rmtree(paddle_dir, ignore_errors=True)
+
+    label_output = labels or output_op in ("argmax", "vim")
+    info = {
+        **files,
+        "transforms": val_transforms(cfg),
+        "input_name": INPUT_NAME,
+        "input_shape": list(shape),
+        "output_op": output_op,
+        "output_dtype": "int32" if label_output else "float32",
+        "output_layout": "labels N,1,H,W" if label_output else "scores N,C,H,W",
+        "num_classes": num_classes,
+        "class_names": class_names,
+        "model_type": type(model).__name__,
+        "opset": opset if "onnx" in names else None,
+    }
+    files["deploy"] = os.path.relpath(write_deploy_yaml(save_dir, info), save_dir)
+    result = ExportResult(save_dir=save_dir, files=files)
+    logger.info(f"Exported {', '.join(files.values())} to {save_dir}")
+
+    if verify:
+        x, source = sample_input(cfg, shape)
+        result.checks = verify_export(layer, save_dir, files, x, threads)
+        result.passed = all(c["label_agreement"] >= MIN_AGREEMENT for c in result.checks.values())
+        logger.info(f"Export check on {source}, input {list(x.shape)}:")
+        for backend, check in result.checks.items():
+            diff = check["max_abs_diff"]
+            diff_text = "n/a (label output)" if diff is None else f"{diff:.3g}"
+            logger.info(
+                f"  {backend:<17} label agreement {100 * check['label_agreement']:.3f}% vs "
+                f"dygraph, max |logit diff| {diff_text}"
+            )
+    return result

@@ -1,0 +1,50 @@
+"""Constants and helpers shared by the tests (importable as ``helpers``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CAMVID = SHARED_DATA / "camvid"
+needs_camvid = pytest.mark.skipif(
+    not (CAMVID / "train.txt").is_file(), reason=f"needs the CamVid copy at {CAMVID}"
+)
+
+
+TINY_SHAPES = {"type": "SyntheticShapes", "num_train": 8, "num_val": 3, "image_size": 64}
+
+TINY_CONFIG = {
+    "batch_size": 2,
+    "iters": 6,
+    "train_dataset": {
+        **TINY_SHAPES,
+        "mode": "train",
+        "transforms": [{"type": "RandomHorizontalFlip"}, {"type": "Normalize"}],
+    },
+    "val_dataset": {**TINY_SHAPES, "mode": "val", "transforms": [{"type": "Normalize"}]},
+    "model": {
+        "type": "TopFormerSeg",
+        "num_classes": 6,
+        "backbone": {"type": "TopFormerBackbone", "preset": "tiny"},
+    },
+    "optimizer": {"type": "AdamW", "weight_decay": 0.01},
+    "lr_scheduler": {
+        "type": "PolynomialDecay",
+        "learning_rate": 0.002,
+        "end_lr": 0.0,
+        "power": 0.9,
+    },
+    "loss": {"types": [{"type": "SegCrossEntropyLoss"}], "coef": [1]},
+}
+
+
+def load_tool(name: str):
+    """Imports ``tools/<name>.py`` as a module (tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,55 @@
+"""Config loading: _base_ inheritance, overrides and errors that name the problem."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paddleseg_ext.config import ConfigError, dataset_info, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_base_chain_and_overrides(tmp_path, tiny_config):
+    child = write(tmp_path / "child.yml", {"_base_": "tiny.yml", "iters": 9})
+    cfg = load_config(str(child), batch_size=3, opts=["train_dataset.num_train=5"])
+    assert cfg.iters == 9  # child wins over base
+    assert cfg.batch_size == 3  # command line wins over both
+    assert cfg.dic["train_dataset"]["num_train"] == 5
+    assert cfg.dic["model"]["type"] == "TopFormerSeg"  # inherited
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="Config file not found: .*nope.yml"):
+        load_config(str(tmp_path / "nope.yml"))
+
+
+def test_missing_key_is_named(tmp_path, tiny_config):
+    cfg = write(tmp_path / "no_opt.yml", {"_base_": "tiny.yml", "optimizer": None})
+    with pytest.raises(ConfigError, match="no_opt.yml: missing key.*optimizer.*to train"):
+        load_config(str(cfg))
+    # Evaluation does not need an optimizer.
+    assert load_config(str(cfg), "val").dic["model"]["type"] == "TopFormerSeg"
+
+
+def test_malformed_opts(tiny_config):
+    with pytest.raises(ConfigError, match="key=value.*'iters'"):
+        load_config(str(tiny_config), opts=["iters"])
+
+
+def test_dataset_info_from_registered_and_generic_datasets(tiny_config):
+    assert dataset_info(load_config(str(tiny_config)))[:2] == (6, 255)
+    camvid = load_config(str(REPO / "configs/camvid/fastscnn_camvid.yml"))
+    num_classes, ignore, names = dataset_info(camvid)
+    assert (num_classes, ignore, names[0], names[-1]) == (11, 255, "sky", "bicyclist")
+
+
+def test_class_names_length_is_checked(tmp_path, tiny_config):
+    cfg = write(tmp_path / "names.yml", {"_base_": "tiny.yml", "class_names": ["a", "b"]})
+    with pytest.raises(ConfigError, match="class_names has 2 entries for 6 classes"):
+        dataset_info(load_config(str(cfg)))

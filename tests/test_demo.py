@@ -1,0 +1,24 @@
+"""The main demo job runs end to end (shortened) and reports where its outputs went."""
+
+import json
+
+from helpers import load_tool
+
+SMALL = [
+    f"{split}_dataset.{key}={value}"
+    for split in ("train", "val")
+    for key, value in (("num_train", 8), ("num_val", 3), ("image_size", 64))
+]
+
+
+def test_demo_writes_checkpoint_metrics_and_predictions(tmp_path, capsys):
+    out = load_tool("demo").main(
+        ["--save_dir", str(tmp_path), "--iters", "2", "--device", "cpu", "--opts", *SMALL]
+    )
+    printed = capsys.readouterr().out
+    assert "val mIoU = " in printed and "target >= 0.70" in printed
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["mIoU"] == out["mIoU"]
+    assert (tmp_path / "train" / "iter_2" / "model.pdparams").is_file()
+    for kind in ("labels", "pseudo_color", "overlay"):
+        assert len(list((tmp_path / "predictions" / kind).glob("*.png"))) == 3

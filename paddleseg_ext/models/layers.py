@@ -6,7 +6,8 @@ in their own file so that each file reads top-down.
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Any, Literal
 
 import paddle
 import paddle.nn as nn
@@ -200,3 +201,19 @@ class SegHead(nn.Layer):
             Logits of shape (N, num_classes, h, w).
         """
         return self.classifier(self.dropout(self.fuse(x)))
+
+
+def resolve_preset(presets: dict[str, Any], preset: str | Any, family: str, **overrides: Any):
+    """Returns `presets[preset]` (or `preset` itself, a cfg) with `overrides` applied.
+
+    Presets are frozen dataclasses; `dataclasses.replace` builds a new one, so a YAML
+    override never modifies the shared preset.
+
+    Raises:
+        KeyError: `preset` names no preset of `family`; the message lists the known ones.
+    """
+    if isinstance(preset, str):
+        if preset not in presets:
+            raise KeyError(f"unknown {family} preset {preset!r}; known: {list(presets)}")
+        preset = presets[preset]
+    return dataclasses.replace(preset, **overrides)

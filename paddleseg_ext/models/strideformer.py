@@ -20,7 +20,6 @@ about 5 and 7 mIoU). Here `gate_act` defaults to `"sigmoid"` and is separate fro
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,17 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from .layers import ActName, ConvBNAct, ConvMLP, DropPath, SegHead, make_act, resize, spatial_size
-from .vim import ClassSet, LogitsUpsample, UpsampleMode
+from .layers import (
+    ActName,
+    ConvBNAct,
+    ConvMLP,
+    DropPath,
+    make_act,
+    resize,
+    resolve_preset,
+    spatial_size,
+)
+from .segmentor import LightSegmentor
 
 # ----------------------------------------------------------------------------------- blocks
 
@@ -421,12 +429,7 @@ def strideformer_cfg(preset: str | StrideFormerCfg = "tiny", **overrides: Any) -
     Returns:
         A new StrideFormerCfg; the presets themselves are never modified.
     """
-    if isinstance(preset, str):
-        if preset not in STRIDEFORMER_PRESETS:
-            known = list(STRIDEFORMER_PRESETS)
-            raise KeyError(f"unknown StrideFormer preset {preset!r}; known: {known}")
-        preset = STRIDEFORMER_PRESETS[preset]
-    return dataclasses.replace(preset, **overrides)
+    return resolve_preset(STRIDEFORMER_PRESETS, preset, "StrideFormer", **overrides)
 
 
 # ----------------------------------------------------------------------------------- models
@@ -506,21 +509,12 @@ class StrideFormerBackbone(nn.Layer):
 
 
 @manager.MODELS.add_component
-class MobileSegExt(nn.Layer):
+class MobileSegExt(LightSegmentor):
     """PP-MobileSeg segmentor: StrideFormer backbone, depthwise light head, bilinear or VIM.
 
-    Args:
-        num_classes: Number of classes.
-        backbone: A built StrideFormerBackbone (any layer returning one 1/16 feature and
-            exposing `feat_channels`).
-        head_depthwise: Depthwise fusion conv in the head (published: True).
-        dropout: Channel dropout before the classifier.
-        upsample: `"bilinear"` (logits) or `"vim"` (int32 labels in eval mode), see vim.py.
-        vim_class_set: VIM class set, `"exact"` or `"present"`.
-        vim_min_classes: Use VIM only with at least this many classes (0: always).
-        align_corners: Bilinear `align_corners` of the final upsampling.
-        pretrained: Optional weights path (ours or PaddleSeg's PP-MobileSeg); loaded by
-            `init_weights()`, never while building.
+    Takes :class:`LightSegmentor`'s arguments; `backbone` is a StrideFormerBackbone
+    (one 1/16 feature). The head's fusion conv is depthwise as published unless
+    `head_depthwise` is given. `pretrained` may be a PaddleSeg PP-MobileSeg weight file.
 
     Example YAML:
         model:
@@ -531,40 +525,6 @@ class MobileSegExt(nn.Layer):
     """
 
     def __init__(
-        self,
-        num_classes: int,
-        backbone: nn.Layer,
-        head_depthwise: bool = True,
-        dropout: float = 0.1,
-        upsample: UpsampleMode = "bilinear",
-        vim_class_set: ClassSet = "exact",
-        vim_min_classes: int = 0,
-        align_corners: bool = False,
-        pretrained: str | None = None,
+        self, num_classes: int, backbone: nn.Layer, head_depthwise: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = SegHead(backbone.feat_channels[0], num_classes, head_depthwise, dropout)
-        self.upsample = LogitsUpsample(
-            num_classes, upsample, vim_class_set, vim_min_classes, align_corners
-        )
-        self.num_classes = num_classes
-        self.pretrained = pretrained
-
-    def init_weights(self) -> None:
-        """Loads `pretrained` if set (our checkpoint or PaddleSeg's PP-MobileSeg)."""
-        if self.pretrained:
-            from .convert import load_pretrained
-
-            load_pretrained(self, self.pretrained)
-
-    def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
-        """Args:
-            x: Images of shape (N, 3, H, W), H and W multiples of 32.
-
-        Returns:
-            `[logits]` of shape (N, num_classes, H, W); with `upsample="vim"` in eval mode
-            `[labels]` of shape (N, 1, H, W), int32.
-        """
-        size = spatial_size(x)
-        return [self.upsample(self.head(self.backbone(x)[0]), size)]
+        super().__init__(num_classes, backbone, head_depthwise=head_depthwise, **kwargs)

@@ -21,7 +21,6 @@ of a grid derived from the input size.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +31,17 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from .layers import ActName, ConvBNAct, ConvMLP, DropPath, SegHead, make_act, resize, spatial_size
-from .vim import ClassSet, LogitsUpsample, UpsampleMode
+from .layers import (
+    ActName,
+    ConvBNAct,
+    ConvMLP,
+    DropPath,
+    make_act,
+    resize,
+    resolve_preset,
+    spatial_size,
+)
+from .segmentor import LightSegmentor
 
 # ----------------------------------------------------------------------------------- blocks
 
@@ -399,11 +407,7 @@ def topformer_cfg(preset: str | TopFormerCfg = "tiny", **overrides: Any) -> TopF
     Returns:
         A new TopFormerCfg; the presets themselves are never modified.
     """
-    if isinstance(preset, str):
-        if preset not in TOPFORMER_PRESETS:
-            raise KeyError(f"unknown TopFormer preset {preset!r}; known: {list(TOPFORMER_PRESETS)}")
-        preset = TOPFORMER_PRESETS[preset]
-    return dataclasses.replace(preset, **overrides)
+    return resolve_preset(TOPFORMER_PRESETS, preset, "TopFormer", **overrides)
 
 
 # ----------------------------------------------------------------------------------- models
@@ -526,22 +530,12 @@ class TopFormerBackbone(nn.Layer):
 
 
 @manager.MODELS.add_component
-class TopFormerSeg(nn.Layer):
+class TopFormerSeg(LightSegmentor):
     """TopFormer segmentor: backbone, sum of the 3 injected levels at 1/8, light head.
 
-    Args:
-        num_classes: Number of classes.
-        backbone: A built TopFormerBackbone (any layer with the same outputs and
-            `feat_channels`).
-        head_depthwise: Depthwise fusion conv in the head; None takes the backbone preset's
-            published choice (True for Tiny).
-        dropout: Channel dropout before the classifier.
-        upsample: `"bilinear"` (logits) or `"vim"` (int32 labels in eval mode), see vim.py.
-        vim_class_set: VIM class set, `"exact"` or `"present"`.
-        vim_min_classes: Use VIM only with at least this many classes (0: always).
-        align_corners: Bilinear `align_corners` of the final upsampling.
-        pretrained: Optional weights path (ours or PaddleSeg's TopFormer); loaded by
-            `init_weights()`, never while building.
+    Takes :class:`LightSegmentor`'s arguments; `backbone` is a TopFormerBackbone, whose
+    preset decides the head's depthwise conv (published: Tiny only) unless
+    `head_depthwise` is given. `pretrained` may be a PaddleSeg TopFormer weight file.
 
     Example YAML:
         model:
@@ -550,48 +544,3 @@ class TopFormerSeg(nn.Layer):
           backbone: {type: TopFormerBackbone, preset: tiny}
           upsample: vim
     """
-
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: nn.Layer,
-        head_depthwise: bool | None = None,
-        dropout: float = 0.1,
-        upsample: UpsampleMode = "bilinear",
-        vim_class_set: ClassSet = "exact",
-        vim_min_classes: int = 0,
-        align_corners: bool = False,
-        pretrained: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        if head_depthwise is None:
-            head_depthwise = getattr(backbone, "head_depthwise", False)
-        self.head = SegHead(backbone.feat_channels[0], num_classes, head_depthwise, dropout)
-        self.upsample = LogitsUpsample(
-            num_classes, upsample, vim_class_set, vim_min_classes, align_corners
-        )
-        self.num_classes = num_classes
-        self.pretrained = pretrained
-
-    def init_weights(self) -> None:
-        """Loads `pretrained` if set (our checkpoint or PaddleSeg's TopFormer)."""
-        if self.pretrained:
-            from .convert import load_pretrained
-
-            load_pretrained(self, self.pretrained)
-
-    def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
-        """Args:
-            x: Images of shape (N, 3, H, W).
-
-        Returns:
-            `[logits]` of shape (N, num_classes, H, W); with `upsample="vim"` in eval mode
-            `[labels]` of shape (N, 1, H, W), int32.
-        """
-        size = spatial_size(x)
-        feats = self.backbone(x)
-        fused = feats[0]
-        for feat in feats[1:]:
-            fused = fused + resize(feat, spatial_size(fused))
-        return [self.upsample(self.head(fused), size)]

@@ -115,6 +115,11 @@ def train(
     batch_size = cfg.batch_size
 
     state = {"iter": 0, "best_mIoU": -1.0, "best_iter": -1}
+    if not resume_model and list_checkpoints(save_dir):
+        logger.warning(
+            f"{save_dir} already holds checkpoints up to iter_{list_checkpoints(save_dir)[-1]}; "
+            "this run starts from scratch (pass --resume_model auto to continue instead)"
+        )
     if resume_model:
         state = load_checkpoint(resume_model, model, optimizer)
         logger.info(f"Resume from {resume_model}: continuing after iteration {state['iter']}")

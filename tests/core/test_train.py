@@ -87,3 +87,17 @@ def test_eval_best_model_and_vdl(tiny_config, tmp_path):
     assert {"Train/loss", "Train/lr", "Evaluate/mIoU"} <= tags
     assert [rec.id for rec in reader.get_data("scalar", "Train/loss")] == [1, 2, 3, 4, 5, 6]
     assert [rec.id for rec in reader.get_data("scalar", "Evaluate/mIoU")] == [3, 6]
+
+
+def test_auto_resume_picks_the_newest_complete_checkpoint(full_run, tmp_path):
+    from paddleseg_ext.core.train import latest_checkpoint  # noqa: PLC0415
+
+    _, out = full_run
+    for name in ("iter_3", "iter_6"):
+        shutil.copytree(out / name, tmp_path / name)
+    # What a run killed while saving leaves: a temp folder and a folder with no state file.
+    (tmp_path / "iter_9.tmp").mkdir()
+    (tmp_path / "iter_12").mkdir()
+    (tmp_path / "iter_12" / "model.pdparams").write_bytes(b"partial")
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "iter_6")
+    assert latest_checkpoint(str(tmp_path / "empty")) is None

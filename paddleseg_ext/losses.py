@@ -50,8 +50,10 @@ class SegCrossEntropyLoss(nn.Layer):
         label = label.astype("int64")
         valid = label != self.ignore_index
         safe_label = paddle.where(valid, label, paddle.zeros_like(label))
-        logp = F.log_softmax(logit, axis=1)
-        nll = -paddle.take_along_axis(logp, safe_label.unsqueeze(1), axis=1).squeeze(1)
+        # Channels-last: Paddle 3.3's CPU log_softmax over axis 1 of NCHW is ~20x slower
+        # (8.8 s vs 0.35 s forward+backward on 2x150x128x128).
+        logp = F.log_softmax(logit.transpose([0, 2, 3, 1]), axis=-1)
+        nll = -paddle.take_along_axis(logp, safe_label.unsqueeze(-1), axis=-1).squeeze(-1)
         pixel_weight = valid.astype(logit.dtype)
         if self.weight is not None:
             pixel_weight = pixel_weight * paddle.gather(self.weight, safe_label.flatten()).reshape(

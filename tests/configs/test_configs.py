@@ -1,0 +1,206 @@
+"""Every shipped config in configs/{lpcvc,camvid,ade20k} trains a few iterations.
+
+Each config is loaded as a user would load it (``load_config`` with ``_base_`` inheritance),
+pointed at a tiny fixture in the dataset's own folder layout (CamVid: the real copy), shrunk
+(5 iterations, batch 2, 64x64 or 128x128 crops), trained with ``paddleseg_ext.core.train``
+and evaluated once on one or two validation images. The test checks that the training loss
+of every iteration and the trained weights are finite, and that the evaluation and the
+checkpoint ran.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from paddleseg_ext.config import load_config
+from paddleseg_ext.core.train import train
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_ROOT = REPO_ROOT / "configs"
+# The CamVid copy sits next to the repository (configs/_base_/camvid.yml: ../shared/data/camvid).
+CAMVID_ROOT = (REPO_ROOT / ".." / "shared" / "data" / "camvid").resolve()
+
+EXPECTED = {
+    "lpcvc": {
+        "topformer_tiny_lpcvc_512.yml",
+        "topformer_small_lpcvc_512.yml",
+        "topformer_base_lpcvc_512.yml",
+        "topformer_tiny_lpcvc_288.yml",
+        "pp_mobileseg_tiny_lpcvc_512.yml",
+        "pp_mobileseg_base_lpcvc_512.yml",
+    },
+    "camvid": {
+        "fastscnn_camvid.yml",
+        "topformer_tiny_camvid.yml",
+        "topformer_base_camvid.yml",
+        "pp_mobileseg_tiny_camvid.yml",
+        "topformer_tiny288_camvid.yml",
+    },
+    "ade20k": {
+        "topformer_tiny_ade20k_512.yml",
+        "topformer_small_ade20k_512.yml",
+        "topformer_base_ade20k_512.yml",
+        "pp_mobileseg_tiny_ade20k_512.yml",
+        "pp_mobileseg_base_ade20k_512.yml",
+    },
+}
+CONFIGS = sorted(p for folder in EXPECTED for p in (CONFIG_ROOT / folder).glob("*.yml"))
+# Several seconds per iteration on a 2-core CPU: the larger models, and every ADE20K config
+# (150-class loss, see CROP).
+SLOW = {
+    "topformer_tiny_ade20k_512.yml",
+    "topformer_small_ade20k_512.yml",
+    "pp_mobileseg_tiny_ade20k_512.yml",
+    "topformer_base_lpcvc_512.yml",
+    "pp_mobileseg_base_lpcvc_512.yml",
+    "topformer_base_ade20k_512.yml",
+    "pp_mobileseg_base_ade20k_512.yml",
+    "topformer_base_camvid.yml",
+}
+
+ITERS = 5
+BATCH_SIZE = 2
+# ADE20K trains on 64x64 crops: with 150 classes, Paddle 3.3.1's CPU log_softmax over the
+# channel axis (in the loss) takes seconds per 128x128 batch.
+CROP = {"lpcvc": [128, 128], "camvid": [128, 128], "ade20k": [64, 64]}
+TRAIN_LOG = re.compile(r"\[TRAIN\].*?iter: (\d+)/\d+, loss: (\S+),")
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+def _blocky_label(rng: np.random.Generator, size: tuple[int, int], values: range) -> np.ndarray:
+    """A label of random rectangles (class regions larger than a pixel, as in real data)."""
+    h, w = size
+    label = np.full((h, w), rng.choice(values), dtype=np.uint8)
+    for _ in range(6):
+        y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        dy, dx = rng.integers(8, h // 2), rng.integers(8, w // 2)
+        label[y : y + dy, x : x + dx] = rng.choice(values)
+    return label
+
+
+def _write_pair(
+    rng: np.random.Generator, img_path: Path, label_path: Path, size, values: range
+) -> None:
+    img_path.parent.mkdir(parents=True, exist_ok=True)
+    label_path.parent.mkdir(parents=True, exist_ok=True)
+    img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(img_path), img)
+    Image.fromarray(_blocky_label(rng, size, values), mode="L").save(label_path)
+
+
+@pytest.fixture(scope="module")
+def lpcvc_root(tmp_path_factory) -> Path:
+    """4 train / 1 val pairs in the challenge layout (IMG/, GT_Updated/train, GT/val)."""
+    root = tmp_path_factory.mktemp("LPCVC2023")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        name = f"train_{i:04d}.png"
+        _write_pair(
+            rng, root / "IMG/train" / name, root / "GT_Updated/train" / name, (160, 160), range(14)
+        )
+    _write_pair(
+        rng, root / "IMG/val/val_0001.png", root / "GT/val/val_0001.png", (160, 160), range(14)
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def ade20k_root(tmp_path_factory) -> Path:
+    """4 train / 1 val pairs in ADEChallengeData2016's layout (jpg images, png labels 0..150)."""
+    root = tmp_path_factory.mktemp("ADEChallengeData2016")
+    rng = np.random.default_rng(1)
+    for split, count in (("training", 4), ("validation", 1)):
+        for i in range(count):
+            stem = f"ADE_{'train' if split == 'training' else 'val'}_{i + 1:08d}"
+            _write_pair(
+                rng,
+                root / "images" / split / f"{stem}.jpg",
+                root / "annotations" / split / f"{stem}.png",
+                (120, 160),
+                range(151),
+            )
+    return root
+
+
+@pytest.fixture(scope="module")
+def camvid_val_list(tmp_path_factory) -> Path:
+    """The first two lines of CamVid's val.txt (paths stay relative to the CamVid folder)."""
+    if not (CAMVID_ROOT / "val.txt").is_file():
+        pytest.skip("needs ../shared/data/camvid")
+    path = tmp_path_factory.mktemp("camvid") / "val2.txt"
+    lines = (CAMVID_ROOT / "val.txt").read_text().splitlines()[:2]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _data_opts(dataset: str, request: pytest.FixtureRequest) -> list[str]:
+    """--opts that point a config's datasets at the fixture (or the CamVid copy)."""
+    if dataset == "camvid":
+        if not (CAMVID_ROOT / "train.txt").is_file():
+            pytest.skip("needs ../shared/data/camvid")
+        val_list = request.getfixturevalue("camvid_val_list")
+        return [
+            f"train_dataset.dataset_root={CAMVID_ROOT}",
+            f"train_dataset.train_path={CAMVID_ROOT / 'train.txt'}",
+            f"val_dataset.dataset_root={CAMVID_ROOT}",
+            f"val_dataset.val_path={val_list}",
+        ]
+    root = request.getfixturevalue(f"{dataset}_root")
+    return [f"train_dataset.dataset_root={root}", f"val_dataset.dataset_root={root}"]
+
+
+# ------------------------------------------------------------------------------------- tests
+
+
+def test_expected_configs_exist() -> None:
+    found: dict[str, set[str]] = {}
+    for path in CONFIGS:
+        found.setdefault(path.parent.name, set()).add(path.name)
+    assert CONFIGS, f"no config found under {CONFIG_ROOT}"
+    for folder, names in EXPECTED.items():
+        assert names <= found.get(folder, set()), f"configs/{folder} lacks {names - found[folder]}"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(
+            p, id=f"{p.parent.name}/{p.stem}", marks=pytest.mark.slow if p.name in SLOW else ()
+        )
+        for p in CONFIGS
+    ],
+)
+def test_config_trains(
+    config: Path, tmp_path: Path, request: pytest.FixtureRequest, capsys
+) -> None:
+    dataset = config.parent.name
+    cfg = load_config(
+        str(config), iters=ITERS, batch_size=BATCH_SIZE, opts=_data_opts(dataset, request)
+    )
+    crops = [t for t in cfg.dic["train_dataset"]["transforms"] if "crop_size" in t]
+    assert crops, "the training transforms should crop to a fixed size"
+    for transform in crops:
+        transform["crop_size"] = CROP[dataset]
+    expected_classes = {"lpcvc": 14, "camvid": 11, "ade20k": 150}[dataset]
+    assert cfg.dic["model"]["num_classes"] == expected_classes
+
+    model = train(
+        cfg, save_dir=str(tmp_path), log_iters=1, save_interval=ITERS, do_eval=True, seed=0
+    )
+
+    logged = [(int(it), float(loss)) for it, loss in TRAIN_LOG.findall(capsys.readouterr().out)]
+    assert [it for it, _ in logged] == list(range(1, ITERS + 1))
+    assert all(math.isfinite(loss) and loss > 0 for _, loss in logged), logged
+    for name, value in model.state_dict().items():
+        assert np.isfinite(value.numpy()).all(), f"{name} is not finite after training"
+    assert (tmp_path / f"iter_{ITERS}").is_dir()
+    assert (tmp_path / "best_model").is_dir()  # written by the evaluation at iteration 5

@@ -56,7 +56,31 @@ def load_config(
     missing = [key for key in REQUIRED_FOR[task] if not cfg.dic.get(key)]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {', '.join(missing)} needed to {task}")
+    if task in ("train", "val"):
+        check_dataset_root(cfg, task)
     return cfg
+
+
+def check_dataset_root(cfg: Config, split: str) -> None:
+    """Fails on a missing ``{split}_dataset.dataset_root`` before the dataset is built.
+
+    Several stock PaddleSeg datasets (ADE20K, PascalVOC, OpticDiscSeg, ...) start a
+    download of up to a gigabyte when their root is unset or missing, instead of failing.
+    Datasets that create their own root (``CREATES_ROOT = True``) are exempt.
+    """
+    ds_cfg = cfg.dic.get(f"{split}_dataset") or {}
+    ds_class = manager.DATASETS.components_dict.get(ds_cfg.get("type"))
+    if ds_class is None or getattr(ds_class, "CREATES_ROOT", False):
+        return
+    root = ds_cfg.get("dataset_root")
+    hint = f"set it in the config or pass --opts {split}_dataset.dataset_root=PATH"
+    if not root:
+        raise ConfigError(f"{split}_dataset.dataset_root is not set; {hint}")
+    if not os.path.isdir(root):
+        raise ConfigError(
+            f"{split}_dataset.dataset_root does not exist: {root} (relative paths start at "
+            f"the working directory); {hint}"
+        )
 
 
 def build(cfg: Config) -> SegBuilder:

@@ -17,23 +17,24 @@ The exported graph ends with the chosen output op:
   wrapped with ``VIMWrapper``.
 
 After export, Paddle Inference and onnxruntime run the files on one sample (a val image when
-the dataset can be read, else random values) and are compared with the dygraph model.
+the dataset is on disk, else random values) and are compared with the dygraph model: label
+agreement, and the largest logit difference (for an ``argmax`` graph, measured on a
+temporary logits export of the same model).
 
 paddle2onnx's default optimizer ("polygraphy") sets ``POLYGRAPHY_AUTOINSTALL_DEPS=1`` and
 pip-installs packages at run time. The conversion here uses ``optimize_tool="none"`` with
 ``POLYGRAPHY_AUTOINSTALL_DEPS=0``, and runs in a child process, because paddle2onnx aborts
-the whole process (SIGABRT) on an operator it cannot convert.
+the whole process (SIGABRT) on an operator it cannot convert (e.g. adaptive pooling with a
+dynamic input size); the child's error lines are reported instead.
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -48,7 +49,7 @@ import yaml  # noqa: E402
 from paddleseg.cvlibs import Config  # noqa: E402
 from paddleseg.utils import logger  # noqa: E402
 
-from .config import ConfigError, build, dataset_info  # noqa: E402
+from .config import ConfigError, build, check_dataset_root, dataset_info  # noqa: E402
 from .core.checkpoint import load_weights  # noqa: E402
 from .models.vim import LogitsUpsample, VIMWrapper  # noqa: E402
 from .runtime import DEPLOY_FILE, OrtRunner, PaddleRunner, to_labels  # noqa: E402
@@ -71,7 +72,8 @@ class ExportResult:
         save_dir: The export directory.
         files: Written files by role (``model``, ``params``, ``onnx_model``, ``deploy``).
         checks: Per backend, ``label_agreement`` (vs. the dygraph model, in [0, 1]) and
-            ``max_abs_diff`` (float outputs only, else None). Empty when not verified.
+            ``max_abs_diff`` of the logits (or of the probabilities with ``softmax``; None
+            for a model that outputs labels itself, as with VIM). Empty when not verified.
         passed: Every agreement reached ``MIN_AGREEMENT`` (True when not verified).
     """
 
@@ -233,6 +235,7 @@ def sample_input(cfg: Config, input_shape: Sequence[int], seed: int = 0) -> tupl
     h, w = input_shape[2], input_shape[3]
     img, source = None, "random"
     try:
+        check_dataset_root(cfg, "val")  # stock datasets would download instead
         dataset = build(cfg).val_dataset
         img = np.asarray(dataset[0]["img"], dtype=np.float32)  # (C, H, W)
         source = "val image"
@@ -281,37 +284,66 @@ def save_paddle(layer: nn.Layer, input_shape: Sequence[int], save_dir: str) -> d
     raise RuntimeError(f"paddle.jit.save wrote no model file in {save_dir}")
 
 
-_ONNX_CHILD = textwrap.dedent(
-    """
-    import sys
+def _convert_onnx_child(
+    model_file: str, params_file: str, onnx_file: str, opset: int, log_file: str
+) -> None:
+    """Child process body of ``convert_onnx``: paddle2onnx with its output sent to a file."""
+    import faulthandler
+
+    # An abort is reported by the parent from the log; no inherited crash dump to stderr.
+    faulthandler.disable()
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
     import paddle2onnx
-    model, params, out, opset = sys.argv[1:5]
-    paddle2onnx.export(model, params, out, opset_version=int(opset), auto_upgrade_opset=False,
-                       enable_onnx_checker=True, optimize_tool="none")
-    """
-)
+
+    paddle2onnx.export(
+        model_file,
+        params_file,
+        onnx_file,
+        opset_version=opset,
+        auto_upgrade_opset=False,
+        enable_onnx_checker=True,
+        optimize_tool="none",
+    )
 
 
-def convert_onnx(model_file: str, params_file: str, onnx_file: str, opset: int = 13) -> None:
+def convert_onnx(
+    model_file: str, params_file: str, onnx_file: str, opset: int = 13, timeout: float = 600
+) -> None:
     """Converts a Paddle inference program to ONNX with paddle2onnx, in a child process.
 
+    The child is forked where the platform allows it (it then shares the loaded Paddle and
+    starts in well under a second), else spawned.
+
     Raises:
-        RuntimeError: The conversion failed; the message holds paddle2onnx's error lines.
+        RuntimeError: The conversion failed or timed out; the message holds paddle2onnx's
+            error lines.
     """
-    env = dict(os.environ, POLYGRAPHY_AUTOINSTALL_DEPS="0")
     if os.path.exists(onnx_file):
         os.remove(onnx_file)
-    proc = subprocess.run(
-        [sys.executable, "-c", _ONNX_CHILD, model_file, params_file, onnx_file, str(opset)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0 or not os.path.isfile(onnx_file):
-        log = (proc.stdout + proc.stderr).splitlines()
-        errors = [line for line in log if "ERROR" in line or "Error" in line] or log[-5:]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
+        log_file = log.name
+    try:
+        child = multiprocessing.get_context(method).Process(
+            target=_convert_onnx_child,
+            args=(model_file, params_file, onnx_file, opset, log_file),
+        )
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        with open(log_file, errors="replace") as f:
+            lines = f.read().splitlines()
+    finally:
+        os.remove(log_file)
+    if child.exitcode != 0 or not os.path.isfile(onnx_file):
+        errors = [line for line in lines if "ERROR" in line or "Error" in line] or lines[-5:]
         raise RuntimeError(
-            f"paddle2onnx could not convert {model_file} (exit {proc.returncode}):\n"
+            f"paddle2onnx could not convert {model_file} (exit code {child.exitcode}):\n"
             + "\n".join(errors[-8:])
         )
 
@@ -348,18 +380,54 @@ def verify_export(
     """
     with paddle.no_grad():
         reference = layer(paddle.to_tensor(x)).numpy()
-    checks = {}
+    runners = {}
     if "model" in files:
-        runner = PaddleRunner(
-            os.path.join(save_dir, files["model"]),
-            os.path.join(save_dir, files["params"]),
-            threads,
-        )
-        checks["paddle_inference"] = compare_outputs(reference, runner(x))
+        model_file = os.path.join(save_dir, files["model"])
+        params_file = os.path.join(save_dir, files["params"])
+        runners["paddle_inference"] = lambda: PaddleRunner(model_file, params_file, threads)
     if "onnx_model" in files:
-        runner = OrtRunner(os.path.join(save_dir, files["onnx_model"]), threads)
-        checks["onnxruntime"] = compare_outputs(reference, runner(x))
+        onnx_file = os.path.join(save_dir, files["onnx_model"])
+        runners["onnxruntime"] = lambda: OrtRunner(onnx_file, threads)
+    checks = {}
+    for backend, make_runner in runners.items():
+        try:
+            output = make_runner()(x)
+        except Exception as err:  # report which backend cannot run the files, and why
+            raise RuntimeError(f"{backend} cannot run the exported model: {err}") from err
+        checks[backend] = compare_outputs(reference, output)
     return checks
+
+
+def logit_differences(
+    model: nn.Layer,
+    input_shape: Sequence[int],
+    paddle_check: bool,
+    onnx_check: bool,
+    x: np.ndarray,
+    opset: int = 13,
+    threads: int = 1,
+) -> dict[str, float]:
+    """Max |logit difference| of each backend, through a temporary logits-only export.
+
+    An ``argmax`` graph hides the logits; exporting the same model with ``none`` shows how
+    far the backends' logits are from dygraph's.
+
+    Returns:
+        Per backend (``paddle_inference``, ``onnxruntime``) the largest absolute difference.
+    """
+    layer = ExportModel(model, "none", False)
+    layer.eval()
+    with tempfile.TemporaryDirectory(prefix="export_logits_") as tmp:
+        files = save_paddle(layer, input_shape, tmp)
+        if onnx_check:
+            onnx_file = os.path.join(tmp, f"{MODEL_PREFIX}.onnx")
+            model_file = os.path.join(tmp, files["model"])
+            convert_onnx(model_file, os.path.join(tmp, files["params"]), onnx_file, opset)
+            files["onnx_model"] = os.path.basename(onnx_file)
+        if not paddle_check:
+            del files["model"]
+        checks = verify_export(layer, tmp, files, x, threads)
+    return {backend: check["max_abs_diff"] for backend, check in checks.items()}
 
 
 # ----------------------------------------------------------------------------------- export
@@ -466,11 +534,17 @@ def export(
     if verify:
         x, source = sample_input(cfg, shape)
         result.checks = verify_export(layer, save_dir, files, x, threads)
+        if not labels and label_output:
+            diffs = logit_differences(
+                model, shape, "model" in files, "onnx_model" in files, x, opset, threads
+            )
+            for backend, diff in diffs.items():
+                result.checks[backend]["max_abs_diff"] = diff
         result.passed = all(c["label_agreement"] >= MIN_AGREEMENT for c in result.checks.values())
         logger.info(f"Export check on {source}, input {list(x.shape)}:")
         for backend, check in result.checks.items():
             diff = check["max_abs_diff"]
-            diff_text = "n/a (label output)" if diff is None else f"{diff:.3g}"
+            diff_text = "n/a (the model outputs labels)" if diff is None else f"{diff:.3g}"
             logger.info(
                 f"  {backend:<17} label agreement {100 * check['label_agreement']:.3f}% vs "
                 f"dygraph, max |logit diff| {diff_text}"

@@ -23,6 +23,8 @@ Backend = Literal["paddle", "onnxruntime"]
 BACKENDS = ("paddle", "onnxruntime")
 # Tried in this order when available; CPU always is.
 ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+# Dynamic-size inputs are resized to a multiple of this (the backbones' output stride).
+STRIDE = 32
 
 
 def load_deploy(model_dir: str) -> dict:
@@ -161,3 +163,89 @@ def to_labels(output: np.ndarray) -> np.ndarray:
     if np.issubdtype(output.dtype, np.integer):
         return output.reshape(output.shape[0], *output.shape[-2:]).astype(np.int64)
     return output.argmax(axis=1)
+
+
+def build_transforms(transforms: Sequence[dict]):
+    """PaddleSeg ``Compose`` of ``deploy.yaml``'s transforms (BGR in, RGB CHW float32 out)."""
+    from paddleseg.cvlibs import manager
+    from paddleseg.transforms import Compose
+
+    ops = []
+    for spec in transforms:
+        spec = dict(spec)
+        name = spec.pop("type", None)
+        if name not in manager.TRANSFORMS.components_dict:
+            raise ValueError(f"deploy.yaml: unknown transform {name!r}")
+        ops.append(manager.TRANSFORMS[name](**spec))
+    return Compose(ops)
+
+
+class SegPredictor:
+    """Segments BGR images with an exported model: preprocessing, inference, labels.
+
+    A model exported with a fixed H/W gets the preprocessed image resized to it; with a
+    dynamic H/W, to the nearest multiple of 32 (the backbones' output stride). The labels
+    are brought back to the image size with nearest-neighbour resizing.
+
+    Args:
+        model_dir: Export directory holding ``deploy.yaml``.
+        backend: ``"paddle"`` or ``"onnxruntime"``.
+        threads: CPU threads.
+        use_gpu: Paddle Inference on GPU.
+        providers: onnxruntime execution providers (None: TensorRT/CUDA when present, CPU).
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        backend: Backend = "onnxruntime",
+        threads: int = 1,
+        *,
+        use_gpu: bool = False,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        self.deploy = load_deploy(model_dir)
+        self.runner = create_runner(
+            model_dir, backend, threads, use_gpu=use_gpu, providers=providers
+        )
+        self.transforms = build_transforms(self.deploy.get("transforms") or [])
+        n, _, h, w = self.deploy["input_shape"]
+        self.batch = max(n, 1)
+        self.fixed_size = (h, w) if h > 0 and w > 0 else None
+        self.num_classes = int(self.deploy["num_classes"])
+
+    def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        """(H, W, 3) BGR image -> (N, 3, h, w) float32 model input."""
+        data = self.transforms({"img": image_bgr.astype(np.float32), "trans_info": []})
+        chw = data["img"].astype(np.float32)
+        if self.fixed_size:
+            h, w = self.fixed_size
+        else:  # dynamic size: the nearest multiple of the models' output stride (32)
+            h, w = (max(STRIDE, round(side / STRIDE) * STRIDE) for side in chw.shape[1:])
+        if chw.shape[1:] != (h, w):
+            import cv2
+
+            chw = cv2.resize(chw.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR)
+            chw = chw.reshape(h, w, -1).transpose(2, 0, 1)
+        return np.repeat(chw[np.newaxis], self.batch, axis=0)
+
+    def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+        """Segments one image.
+
+        Returns:
+            ``(labels, latency_ms)``: int64 labels (H, W) at the image size, and the time of
+            the inference call alone.
+        """
+        import time
+
+        import cv2
+
+        x = self.preprocess(image_bgr)
+        start = time.perf_counter()
+        output = self.runner(x)
+        latency = (time.perf_counter() - start) * 1000
+        labels = to_labels(output)[0]
+        h, w = image_bgr.shape[:2]
+        if labels.shape != (h, w):
+            labels = cv2.resize(labels.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+        return labels.astype(np.int64), latency

@@ -48,3 +48,21 @@ def load_tool(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def random_state(layer, seed: int = 0) -> dict:
+    """Random values for every entry of ``layer.state_dict()`` (BatchNorm variances > 0).
+
+    Fresh models have zero-initialised BatchNorm scales on several branches, which would hide
+    wrong wiring in parity tests; random statistics also exercise eval-mode BatchNorm.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, value in layer.state_dict().items():
+        array = rng.standard_normal(value.shape).astype("float32") * 0.2
+        if key.endswith("_variance"):
+            array = np.abs(array) + 0.5
+        state[key] = array.astype(value.numpy().dtype)
+    return state

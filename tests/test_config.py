@@ -53,3 +53,19 @@ def test_class_names_length_is_checked(tmp_path, tiny_config):
     cfg = write(tmp_path / "names.yml", {"_base_": "tiny.yml", "class_names": ["a", "b"]})
     with pytest.raises(ConfigError, match="class_names has 2 entries for 6 classes"):
         dataset_info(load_config(str(cfg)))
+
+
+@pytest.mark.parametrize("root", [None, "no/such/ADEChallengeData2016"])
+def test_missing_dataset_root_fails_before_any_download(tmp_path, root):
+    # Stock ADE20K would start a 1 GB download for either of these roots.
+    cfg = REPO / "configs" / "ade20k" / "topformer_tiny_ade20k_512.yml"
+    child = write(
+        tmp_path / "ade.yml", {"_base_": str(cfg), "train_dataset": {"dataset_root": root}}
+    )
+    with pytest.raises(ConfigError, match="train_dataset.dataset_root (is not set|does not exist)"):
+        load_config(str(child))
+    assert not (tmp_path / "data").exists() and not (REPO / "data").exists()
+
+
+def test_generated_datasets_need_no_root(tiny_config):
+    assert load_config(str(tiny_config)).dic["train_dataset"].get("dataset_root") is None

@@ -18,7 +18,7 @@ import paddle.distributed as dist
 from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
 
-from ..config import build, dataset_info
+from ..config import build, check_dataset_root, dataset_info
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, save_weights
 from .data import ResumableBatchSampler, SeededDataset
 from .evaluate import evaluate
@@ -128,6 +128,7 @@ def train(
         return model
 
     if do_eval:
+        check_dataset_root(cfg, "val")
         val_set = builder.val_dataset
         num_classes, ignore_index, class_names = dataset_info(cfg, "val")
 

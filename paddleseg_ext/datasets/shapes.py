@@ -287,6 +287,7 @@ class SyntheticShapes(Dataset):
 
     NUM_CLASSES = 6
     IMG_CHANNELS = 3
+    CREATES_ROOT = True  # generated on first use: a missing dataset_root is not an error
     IGNORE_INDEX = 255
     CLASS_NAMES = ("background", "disc", "rectangle", "triangle", "ring", "cross")
 

@@ -5,22 +5,12 @@ from collections.abc import Callable
 import numpy as np
 import paddle
 import pytest
+from helpers import random_state
 
 
 def _randomize(layer: paddle.nn.Layer, seed: int = 0) -> paddle.nn.Layer:
-    """Gives every parameter and BatchNorm statistic random values (variances > 0).
-
-    Fresh models have zero-initialised BatchNorm scales on several branches, which would hide
-    wrong wiring in parity tests; random statistics also exercise the eval-mode BatchNorm.
-    """
-    rng = np.random.default_rng(seed)
-    state = {}
-    for key, value in layer.state_dict().items():
-        array = rng.standard_normal(value.shape).astype("float32") * 0.2
-        if key.endswith("_variance"):
-            array = np.abs(array) + 0.5
-        state[key] = array
-    layer.set_state_dict(state)
+    """Fills `layer` with `helpers.random_state` values and returns it."""
+    layer.set_state_dict(random_state(layer, seed))
     return layer
 
 

@@ -74,9 +74,12 @@ def test_predict_pngs_agree_with_val_metrics(trained, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["val", "--config", "missing.yml", "--model_path", "x"], "Config file not found: missing.yml"),
-        (["val", "--config", "{cfg}", "--model_path", "/nope/w.pdparams"], "weights not found: /nope/w.pdparams"),
-        (["predict", "--config", "{cfg}", "--model_path", "{w}", "--image_path", "/nope"], "--image_path not found: /nope"),
+        (["val", "--config", "missing.yml", "--model_path", "x"],
+         "Config file not found: missing.yml"),
+        (["val", "--config", "{cfg}", "--model_path", "/nope/w.pdparams"],
+         "weights not found: /nope/w.pdparams"),
+        (["predict", "--config", "{cfg}", "--model_path", "{w}", "--image_path", "/nope"],
+         "--image_path not found: /nope"),
         (["train", "--config", "{cfg}", "--opts", "iters"], "key=value, got 'iters'"),
     ],
 )  # fmt: skip

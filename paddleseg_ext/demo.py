@@ -11,12 +11,13 @@ from paddleseg.utils import logger
 
 from .config import build, dataset_info, load_config
 from .core import evaluate, predict, train
+from .export import export
 
 DEFAULT_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     "configs",
     "demo",
-    "fastscnn_shapes.yml",
+    "topformer_tiny_shapes.yml",
 )
 TARGET_MIOU = 0.70
 
@@ -30,10 +31,13 @@ def run_demo(
     num_predictions: int = 4,
     seed: int = 0,
 ) -> dict:
-    """Trains the demo config, evaluates it, writes predictions; returns the output paths.
+    """Trains the demo config, evaluates, predicts and exports it; returns the output paths.
+
+    The export (Paddle inference model + ONNX, argmax output) is checked against the
+    trained model with Paddle Inference and onnxruntime.
 
     Args:
-        config: Demo config (default: Fast-SCNN on the synthetic shapes dataset).
+        config: Demo config (default: TopFormer-Tiny on the synthetic shapes dataset).
         save_dir: Root of everything written.
         iters: Override of the config's iterations.
         opts: Config overrides (``key=value``).
@@ -65,10 +69,23 @@ def run_demo(
     pred_dir = os.path.join(save_dir, "predictions")
     predict(model, images, Compose(builder.val_transforms), pred_dir, num_classes)
 
+    checkpoint = os.path.join(train_dir, f"iter_{cfg.iters}", "model.pdparams")
+    size = cfg.dic["val_dataset"].get("image_size", 128)
+    exported = export(
+        load_config(config, "val", opts=opts),
+        os.path.join(save_dir, "export"),
+        model_path=checkpoint,
+        input_shape=[1, 3, size, size],
+        output_op="argmax",
+    )
+    if not exported.passed:
+        raise RuntimeError(f"exported model disagrees with the trained one: {exported.checks}")
+
     outputs = {
-        "checkpoint": os.path.join(train_dir, f"iter_{cfg.iters}", "model.pdparams"),
+        "checkpoint": checkpoint,
         "metrics": metrics_path,
         "predictions": pred_dir,
+        "export": exported.save_dir,
         "mIoU": metrics["mIoU"],
         "seconds": time.time() - start,
     }
@@ -77,6 +94,6 @@ def run_demo(
         f"Demo finished in {outputs['seconds'] / 60:.1f} min. "
         f"val mIoU = {metrics['mIoU']:.4f} (target >= {TARGET_MIOU:.2f}: {verdict})"
     )
-    for key in ("checkpoint", "metrics", "predictions"):
+    for key in ("checkpoint", "metrics", "predictions", "export"):
         logger.info(f"  {key:12s} {outputs[key]}")
     return outputs

@@ -11,7 +11,7 @@ SMALL = [
 ]
 
 
-def test_demo_writes_checkpoint_metrics_and_predictions(tmp_path, capsys):
+def test_demo_writes_checkpoint_metrics_predictions_and_export(tmp_path, capsys):
     out = load_tool("demo").main(
         ["--save_dir", str(tmp_path), "--iters", "2", "--device", "cpu", "--opts", *SMALL]
     )
@@ -20,5 +20,8 @@ def test_demo_writes_checkpoint_metrics_and_predictions(tmp_path, capsys):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["mIoU"] == out["mIoU"]
     assert (tmp_path / "train" / "iter_2" / "model.pdparams").is_file()
+    assert {"model.json", "model.pdiparams", "model.onnx", "deploy.yaml"} <= {
+        p.name for p in (tmp_path / "export").iterdir()
+    }
     for kind in ("labels", "pseudo_color", "overlay"):
         assert len(list((tmp_path / "predictions" / kind).glob("*.png"))) == 3

@@ -1,4 +1,4 @@
-"""Main demo job: train a small model on the embedded synthetic data, evaluate, predict.
+"""Main demo job: train a small model on the embedded synthetic data, evaluate, predict, export.
 
 python tools/demo.py --save_dir output/demo
 """

@@ -1,6 +1,6 @@
 """Train a segmentation model from a PaddleSeg config.
 
-python tools/train.py --config configs/demo/shapes_fastscnn.yml --save_dir output/run
+python tools/train.py --config configs/demo/topformer_tiny_shapes.yml --save_dir output/run
 python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py --config ...
 """
 

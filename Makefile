@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
 
-.PHONY: install demo test lint fixup clean
+.PHONY: install demo test lint fixup clean lite-env
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,30 @@ $(STAMP): $(REQS)
 
 install: $(STAMP)
 
+# Side environment of `--formats lite` (.venv-lite): paddlelite 2.13rc0 needs CPython 3.10.
+PY310 ?= $(shell pyenv root 2>/dev/null)/versions/3.10.13/bin/python
+LITE_VENV := .venv-lite
+LITE_STAMP := $(LITE_VENV)/.installed
+LITE_REQS := deploy/lite/requirements.txt
+
+$(LITE_STAMP): $(LITE_REQS)
+	@$(PY310) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null || { \
+		echo "lite-env: no CPython 3.10 at '$(PY310)'. Paddle Lite's paddlelite==2.13rc0 has" \
+			"wheels for CPython 3.10 only: install one (pyenv install 3.10.13) or run" \
+			"make lite-env PY310=/path/to/python3.10" >&2; exit 1; }
+	test -x $(LITE_VENV)/bin/python || $(PY310) -m venv $(LITE_VENV)
+	$(LITE_VENV)/bin/python -m pip install --quiet -r $(LITE_REQS)
+	$(LITE_VENV)/bin/python -m pip install --quiet --no-deps paddleseg==2.8.0
+	touch $@
+
+lite-env: $(LITE_STAMP)
+
 demo: install
 	$(BIN)/python tools/demo.py --save_dir output/demo
 
 test: install
+	@$(MAKE) --no-print-directory lite-env || echo "make test: no Paddle Lite side" \
+		"environment, the Lite export tests will be skipped" >&2
 	$(BIN)/python -m pytest -q tests
 
 lint: install

@@ -4,6 +4,8 @@
 
 - ``model.json`` + ``model.pdiparams``: the PIR inference program (``paddle.jit.save``);
 - ``model.onnx``: converted from the PIR program by paddle2onnx;
+- ``model.nb``: Paddle Lite (arm), converted in the CPython 3.10 side environment
+  (``make lite-env``) by ``deploy/lite/export_legacy.py``;
 - ``deploy.yaml``: the files actually written, the preprocessing (the config's val
   transforms), the input shape, the output op, dtype and layout, and the class names.
 
@@ -348,6 +350,108 @@ def convert_onnx(
         )
 
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LITE_SCRIPT = os.path.join(REPO_ROOT, "deploy", "lite", "export_legacy.py")
+# Interpreter of the Lite side environment; default: .venv-lite made by `make lite-env`.
+LITE_PYTHON_ENV = "PADDLESEG_EXT_LITE_PYTHON"
+
+
+def lite_python() -> str:
+    """The side environment's interpreter (``$PADDLESEG_EXT_LITE_PYTHON`` or .venv-lite)."""
+    return os.environ.get(LITE_PYTHON_ENV) or os.path.join(REPO_ROOT, ".venv-lite", "bin", "python")
+
+
+def check_lite(output_op: str) -> None:
+    """Fails before anything is written when ``--formats lite`` cannot be done.
+
+    Raises:
+        ConfigError: ``vim`` output op (opt 2.13rc0 crashes on its dynamic class subset), or
+            no side environment / conversion script.
+    """
+    if output_op == "vim":
+        raise ConfigError(
+            "--formats lite: --output_op vim cannot be converted (Paddle Lite opt 2.13rc0 "
+            "crashes on its where_index/gather class subset); use --output_op argmax, which "
+            "gives the same labels (a VIM model is exported with full bilinear upsampling)"
+        )
+    if not os.path.isfile(LITE_SCRIPT):
+        raise ConfigError(f"--formats lite needs {LITE_SCRIPT} (a repository checkout)")
+    if not os.access(lite_python(), os.X_OK):
+        raise ConfigError(
+            f"--formats lite needs the Paddle Lite side environment (CPython 3.10, "
+            f"paddlelite 2.13rc0): no interpreter at {lite_python()}; run `make lite-env` "
+            f"or set {LITE_PYTHON_ENV}"
+        )
+
+
+def convert_lite(
+    cfg: Config,
+    model: nn.Layer,
+    input_shape: Sequence[int],
+    output_op: str,
+    save_dir: str,
+    check: bool = True,
+    timeout: float = 1200,
+) -> str:
+    """Writes ``save_dir/model.nb`` (Paddle Lite, arm) through the side environment.
+
+    The config and ``model``'s weights go to a temporary folder; ``LITE_SCRIPT`` rebuilds the
+    model under Paddle 2.6, saves the legacy program and runs ``paddle_lite_opt``. With
+    ``check``, the legacy program's labels are compared with its dygraph model.
+
+    Returns:
+        ``"model.nb"``.
+
+    Raises:
+        RuntimeError: The conversion failed (the message names the ops Lite rejected), or
+            the legacy program disagrees with the dygraph model.
+    """
+    import json
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="export_lite_") as tmp:
+        config_file = os.path.join(tmp, "config.yml")
+        with open(config_file, "w") as f:
+            yaml.safe_dump(cfg.dic, f)
+        weights = os.path.join(tmp, "model.pdparams")
+        paddle.save(model.state_dict(), weights)
+        job = {
+            "config": config_file,
+            "weights": weights,
+            "save_dir": os.path.abspath(save_dir),
+            "input_shape": list(input_shape),
+            "output_op": output_op,
+            "check": check,
+        }
+        jobs_file = os.path.join(tmp, "jobs.json")
+        with open(jobs_file, "w") as f:
+            json.dump([job], f)
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+        proc = subprocess.run(
+            [lite_python(), LITE_SCRIPT, jobs_file],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=REPO_ROOT,
+        )
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not results:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"Paddle Lite conversion failed (exit code {proc.returncode}): {tail}")
+    if not results[0]["ok"]:
+        raise RuntimeError(results[0]["error"])
+    agreement = results[0].get("label_agreement")
+    if agreement is not None:
+        logger.info(f"Paddle Lite source program: label agreement {100 * agreement:.3f}%")
+        if agreement < MIN_AGREEMENT:
+            raise RuntimeError(
+                f"the legacy program converted to model.nb agrees with the dygraph model on "
+                f"only {100 * agreement:.3f}% of labels"
+            )
+    return results[0]["file"]
+
+
 def write_deploy_yaml(save_dir: str, info: dict) -> str:
     """Writes ``save_dir/deploy.yaml`` as ``{"Deploy": info}`` and returns its path."""
     path = os.path.join(save_dir, DEPLOY_FILE)
@@ -469,11 +573,7 @@ def export(
     if output_op not in OUTPUT_OPS:
         raise ConfigError(f"unknown --output_op {output_op!r}; choose from {', '.join(OUTPUT_OPS)}")
     if "lite" in names:
-        raise ConfigError(
-            "--formats lite is not supported: Paddle Lite's opt (paddlelite 2.13rc0, CPython "
-            "3.10 only) reads only legacy .pdmodel programs, which Paddle 3.3.1 cannot write "
-            "for these models; export onnx or paddle instead"
-        )
+        check_lite(output_op)
     shape = check_input_shape(input_shape) if input_shape else default_input_shape(cfg)
     if model_path is not None and not os.path.exists(model_path):
         raise FileNotFoundError(f"--model_path not found: {model_path}")
@@ -491,7 +591,15 @@ def export(
     layer.eval()
 
     os.makedirs(save_dir, exist_ok=True)
-    for stale in ("model.json", "model.pdmodel", "model.pdiparams", "model.onnx", DEPLOY_FILE):
+    for stale in (
+        "model.json",
+        "model.pdmodel",
+        "model.pdiparams",
+        "model.onnx",
+        "model_int8.onnx",
+        "model.nb",
+        DEPLOY_FILE,
+    ):
         if os.path.exists(os.path.join(save_dir, stale)):
             os.remove(os.path.join(save_dir, stale))
     files: dict[str, str] = {}
@@ -512,6 +620,8 @@ def export(
     finally:
         if paddle_dir != save_dir:
             shutil.rmtree(paddle_dir, ignore_errors=True)
+    if "lite" in names:
+        files["lite_model"] = convert_lite(cfg, model, shape, output_op, save_dir, verify)
 
     label_output = labels or output_op in ("argmax", "vim")
     info = {

@@ -56,8 +56,8 @@ def load_config(
     missing = [key for key in REQUIRED_FOR[task] if not cfg.dic.get(key)]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {', '.join(missing)} needed to {task}")
-    if task in ("train", "val"):
-        check_dataset_root(cfg, task)
+    if task == "train":
+        check_dataset_root(cfg, "train")
     return cfg
 
 

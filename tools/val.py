@@ -10,7 +10,7 @@ import json
 
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
-from paddleseg_ext.config import build, dataset_info, load_config
+from paddleseg_ext.config import build, check_dataset_root, dataset_info, load_config
 from paddleseg_ext.core import evaluate
 from paddleseg_ext.core.checkpoint import load_weights
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     setup_device(args.device)
     cfg = load_config(args.config, "val", opts=args.opts)
+    check_dataset_root(cfg, "val")
     builder = build(cfg)
     model = builder.model
     load_weights(model, args.model_path)

@@ -104,3 +104,17 @@ def test_mismatched_weights_are_rejected(trained, tmp_path):
             ["--config", str(cfg), "--model_path", str(weights), "--opts",
              "model.backbone.preset=small"]
         )  # fmt: skip
+
+
+def test_val_refuses_a_missing_dataset_root(tmp_path):
+    from helpers import REPO  # noqa: PLC0415
+
+    from paddleseg_ext.config import ConfigError  # noqa: PLC0415
+
+    cfg = str(REPO / "configs" / "ade20k" / "topformer_tiny_ade20k_512.yml")
+    root = str(tmp_path / "ADEChallengeData2016")
+    with pytest.raises(ConfigError, match=f"val_dataset.dataset_root does not exist: {root}"):
+        load_tool("val").main(
+            ["--config", cfg, "--model_path", "x", "--opts", f"val_dataset.dataset_root={root}"]
+        )
+    assert not (tmp_path / "ADEChallengeData2016").exists()

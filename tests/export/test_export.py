@@ -315,7 +315,9 @@ def test_check_input_never_downloads(monkeypatch, make_config) -> None:
         raise AssertionError("the export check tried to download a dataset")
 
     monkeypatch.setattr(ade, "download_file_and_uncompress", no_download)
-    config = load_config(os.path.join(REPO, "configs", "ade20k", "topformer_tiny_ade20k_512.yml"))
+    config = load_config(
+        os.path.join(REPO, "configs", "ade20k", "topformer_tiny_ade20k_512.yml"), "val"
+    )
     config.dic["val_dataset"]["dataset_root"] = "/nonexistent/ADEChallengeData2016"
     x, source = sample_input(config, [2, 3, 64, -1])
     assert source == "random" and x.shape == (2, 3, 64, 256)

@@ -1,7 +1,10 @@
-"""Export a model for deployment: Paddle Inference (PIR json), ONNX and deploy.yaml.
+"""Export a model for deployment: Paddle Inference (PIR json), ONNX, Paddle Lite and deploy.yaml.
 
 python tools/export.py --config X.yml --model_path output/best_model/model.pdparams \
     --save_dir output/export --input_shape 1 3 512 512 --output_op argmax
+
+With ``--quantize int8 --calib_images 32`` it also writes ``model_int8.onnx`` (static INT8
+quantization calibrated on 32 training images) and points ``deploy.yaml`` at it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,22 @@ import sys
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
 from paddleseg_ext.config import load_config
-from paddleseg_ext.export import DEFAULT_FORMATS, MIN_AGREEMENT, OUTPUT_OPS, export
+from paddleseg_ext.export import (
+    DEFAULT_FORMATS,
+    MIN_AGREEMENT,
+    OUTPUT_OPS,
+    export,
+    parse_formats,
+    sample_input,
+)
+from paddleseg_ext.quant import (
+    CALIB_METHODS,
+    DEFAULT_CALIB_IMAGES,
+    QUANT_MODES,
+    check_quant_args,
+    quantize_export,
+)
+from paddleseg_ext.runtime import load_deploy
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,6 +52,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset version")
     parser.add_argument("--no_verify", action="store_true", help="Skip the export check")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the check")
+    parser.add_argument(
+        "--quantize", choices=QUANT_MODES, help="Also write a post-training quantized ONNX model"
+    )
+    parser.add_argument(
+        "--calib_images",
+        type=int,
+        default=DEFAULT_CALIB_IMAGES,
+        help="Training images used to calibrate --quantize",
+    )
+    parser.add_argument(
+        "--calib_method", choices=CALIB_METHODS, default="minmax", help="Activation ranges"
+    )
     return parser.parse_args(argv)
 
 
@@ -41,6 +71,10 @@ def main(argv: list[str] | None = None):
     args = parse_args(argv)
     setup_device("cpu" if args.device is None else args.device)
     cfg = load_config(args.config, "val", opts=args.opts)
+    if args.quantize:
+        check_quant_args(
+            args.quantize, args.calib_images, parse_formats(args.formats), args.output_op
+        )
     try:
         result = export(
             cfg,
@@ -63,6 +97,16 @@ def main(argv: list[str] | None = None):
             file=sys.stderr,
         )
         sys.exit(1)
+    if args.quantize:
+        shape = load_deploy(args.save_dir)["input_shape"]
+        check = None if args.no_verify else sample_input(cfg, shape)[0]
+        try:
+            quantize_export(
+                cfg, args.save_dir, args.calib_images, args.calib_method, check, args.threads
+            )
+        except RuntimeError as err:  # onnxruntime could not calibrate or quantize
+            print(f"error: INT8 quantization failed: {err}", file=sys.stderr)
+            sys.exit(1)
     return result
 
 

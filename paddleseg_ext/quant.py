@@ -1,0 +1,264 @@
+"""INT8 post-training quantization of an exported ONNX model, calibrated on training images.
+
+``quantize_export`` takes a directory written by ``paddleseg_ext.export.export`` (with an
+ONNX model), runs N training images through the float ONNX model to record activation
+ranges, and writes ``model_int8.onnx``: weights quantized per output channel to int8,
+activations to uint8, as QuantizeLinear/DequantizeLinear (QDQ) pairs around the
+convolutions and matrix products, which onnxruntime executes with integer kernels.
+
+The calibration images come from the config's ``train_dataset`` (its list of files, a
+fixed random subset) preprocessed with the ``val_dataset`` transforms, i.e. exactly as the
+deployed model sees its inputs, then resized to the exported input size.
+
+Why onnxruntime's quantizer and not PaddleSlim / ``paddle.quantization``: PTQ in Paddle
+3.3.1 (``paddle.quantization.PTQ`` with PaddleSlim observers, ``convert``,
+``paddle.jit.save``) does produce a program with int8 ``quantize_linear`` /
+``dequantize_linear`` ops, but paddle2onnx 2.1.0 converts those ops only to FP8: its mapper
+needs opset 19 ("Please set the opset_version to 19") and then accepts only the FP8 ranges
+("Only support e4m3 or e5m2 now"). A legacy ``.pdmodel`` from the same PTQ under Paddle
+2.6.2 stops at the same opset check. So no INT8 ONNX model can be obtained from a
+Paddle-quantized program with this toolchain, and the quantization is done on the float
+ONNX model with ``onnxruntime.quantization.quantize_static``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from paddleseg.cvlibs import Config
+from paddleseg.utils import logger
+
+from .config import ConfigError, build, check_dataset_root
+from .export import cv2_resize, val_transforms, write_deploy_yaml
+from .runtime import DEPLOY_FILE, OrtRunner, load_deploy, to_labels
+
+QUANT_MODES = ("int8",)
+INT8_FILE = "model_int8.onnx"
+# The operators given QDQ pairs: the convolutions and matrix products carry nearly all of
+# the arithmetic; quantizing element-wise ops, resizes and sigmoids costs accuracy and
+# adds Q/DQ overhead for no speed gain on CPU.
+QUANT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIB_IMAGES = 32
+
+
+def check_quant_args(
+    quantize: str, calib_images: int, formats: Sequence[str], output_op: str
+) -> None:
+    """Checks a quantization request before anything is exported.
+
+    Raises:
+        ConfigError: Unknown mode, fewer than one calibration image, no ONNX export, or the
+            ``vim`` output op (its class-selection graph is not quantized).
+    """
+    if quantize not in QUANT_MODES:
+        raise ConfigError(f"unknown --quantize {quantize!r}; choose from {', '.join(QUANT_MODES)}")
+    if calib_images < 1:
+        raise ConfigError(f"--calib_images must be at least 1, got {calib_images}")
+    if "onnx" not in formats:
+        raise ConfigError("--quantize int8 quantizes the ONNX model: add onnx to --formats")
+    if output_op == "vim":
+        raise ConfigError(
+            "--quantize int8 is not supported with --output_op vim; use argmax, softmax or none"
+        )
+
+
+def calibration_dataset(cfg: Config):
+    """The config's training dataset with the val transforms (no augmentation).
+
+    Raises:
+        ConfigError: The config has no ``train_dataset``, or its root is missing.
+    """
+    ds_cfg = copy.deepcopy(cfg.dic.get("train_dataset") or {})
+    if not ds_cfg:
+        raise ConfigError("--quantize needs a train_dataset in the config for calibration")
+    check_dataset_root(cfg, "train")
+    ds_cfg["transforms"] = val_transforms(cfg)
+    return build(cfg).build_component(ds_cfg)
+
+
+def calibration_batches(
+    cfg: Config, num_images: int, input_shape: Sequence[int], seed: int = 0
+) -> Iterator[np.ndarray]:
+    """Yields preprocessed batches of ``num_images`` training images for calibration.
+
+    The images are a fixed random subset of the training set (all of it when smaller).
+    Each is resized to the fixed H/W of ``input_shape``; with a dynamic H/W it keeps its
+    size rounded down to a multiple of 32. Batches have ``input_shape[0]`` images (1 when
+    dynamic); a last incomplete batch is filled by repeating its images.
+    """
+    dataset = calibration_dataset(cfg)
+    order = np.random.default_rng(seed).permutation(len(dataset))[:num_images]
+    batch = 1 if input_shape[0] == -1 else int(input_shape[0])
+    h, w = input_shape[2], input_shape[3]
+    pending: list[np.ndarray] = []
+    for index in order:
+        img = np.asarray(dataset[int(index)]["img"], dtype=np.float32)  # (C, H, W)
+        target_h = h if h > 0 else max(32, img.shape[1] // 32 * 32)
+        target_w = w if w > 0 else max(32, img.shape[2] // 32 * 32)
+        if (target_h, target_w) != img.shape[1:]:
+            img = cv2_resize(img.transpose(1, 2, 0), target_w, target_h).transpose(2, 0, 1)
+        pending.append(img)
+        if len(pending) == batch:
+            yield np.stack(pending)
+            pending = []
+    if pending:
+        yield np.stack([pending[i % len(pending)] for i in range(batch)])
+
+
+class _Reader:
+    """onnxruntime ``CalibrationDataReader`` over precomputed batches."""
+
+    def __init__(self, input_name: str, batches: Sequence[np.ndarray]) -> None:
+        self.input_name = input_name
+        self.batches = list(batches)
+        self.position = 0
+
+    def get_next(self) -> dict | None:
+        if self.position >= len(self.batches):
+            return None
+        self.position += 1
+        return {self.input_name: self.batches[self.position - 1]}
+
+    def rewind(self) -> None:
+        self.position = 0
+
+
+def quantize_onnx(
+    float_onnx: str,
+    int8_onnx: str,
+    batches: Sequence[np.ndarray],
+    input_name: str = "x",
+    method: str = "minmax",
+    op_types: Sequence[str] = QUANT_OP_TYPES,
+) -> dict:
+    """Statically quantizes ``float_onnx`` to ``int8_onnx`` (QDQ, uint8 act., int8 weights).
+
+    The float model is first pre-processed by onnxruntime (shape inference, constant
+    folding, BatchNorm folded into the convolutions) so that each convolution gets one
+    quantized weight. Weights are symmetric per output channel; ``reduce_range`` keeps them
+    to 7 bits, which avoids the saturation of uint8 x int8 products on x86 CPUs without
+    VNNI instructions (AVX2).
+
+    Args:
+        float_onnx: The float ONNX model.
+        int8_onnx: Where to write the quantized model.
+        batches: Calibration inputs, each (N, 3, H, W) float32 matching the model's input.
+        input_name: The model's input name.
+        method: Activation range estimation: ``minmax``, ``entropy`` or ``percentile``.
+        op_types: Operator types to quantize.
+
+    Returns:
+        The settings used (for ``deploy.yaml``).
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    if method not in methods:
+        raise ConfigError(f"unknown calibration method {method!r}; choose from {CALIB_METHODS}")
+    if not batches:
+        raise ValueError("no calibration batches")
+    import onnxruntime as ort
+
+    work = tempfile.mkdtemp(prefix="quant_")
+    # The pre-processing logs one warning per unused initializer of paddle2onnx's output.
+    ort.set_default_logger_severity(3)
+    try:
+        prepared = os.path.join(work, "prepared.onnx")
+        quant_pre_process(float_onnx, prepared, skip_symbolic_shape=True)
+        quantize_static(
+            prepared,
+            int8_onnx,
+            _Reader(input_name, batches),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            calibration_providers=["CPUExecutionProvider"],
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "format": "QDQ",
+        "activations": "uint8 (asymmetric, per tensor)",
+        "weights": "int8 (symmetric, per channel, 7-bit range)",
+        "op_types": list(op_types),
+        "calibration": method,
+        "calibration_batches": len(batches),
+    }
+
+
+def quantize_export(
+    cfg: Config,
+    save_dir: str,
+    calib_images: int = DEFAULT_CALIB_IMAGES,
+    method: str = "minmax",
+    check_input: np.ndarray | None = None,
+    threads: int = 1,
+) -> dict:
+    """Adds ``model_int8.onnx`` to an export directory and points ``deploy.yaml`` at it.
+
+    ``deploy.yaml`` then names the INT8 model as ``onnx_model`` (so the inference tools use
+    it), keeps the float one as ``onnx_float_model`` and records the settings under
+    ``quantization``.
+
+    Args:
+        cfg: The config the model was exported with (its train dataset calibrates).
+        save_dir: A directory written by ``export`` with ``onnx_model``.
+        calib_images: Number of training images.
+        method: Calibration method, see ``quantize_onnx``.
+        check_input: An input batch on which the INT8 labels are compared with the float
+            ONNX model's (skipped when None).
+        threads: onnxruntime threads of that check.
+
+    Returns:
+        The ``quantization`` entry written to ``deploy.yaml``, with ``label_agreement``
+        (INT8 vs float ONNX on ``check_input``) when checked.
+    """
+    deploy = load_deploy(save_dir)
+    float_name = deploy.get("onnx_float_model") or deploy.get("onnx_model")
+    if not float_name:
+        raise ConfigError(f"{save_dir}: no ONNX model to quantize (export with --formats onnx)")
+    float_onnx = os.path.join(save_dir, float_name)
+    batches = list(calibration_batches(cfg, calib_images, deploy["input_shape"]))
+    logger.info(f"INT8 quantization: calibrating on {calib_images} training image(s)")
+    info = quantize_onnx(
+        float_onnx,
+        os.path.join(save_dir, INT8_FILE),
+        batches,
+        deploy.get("input_name", "x"),
+        method,
+    )
+    info["calibration_images"] = int(calib_images)
+    if check_input is not None:
+        reference = to_labels(OrtRunner(float_onnx, threads)(check_input))
+        labels = to_labels(OrtRunner(os.path.join(save_dir, INT8_FILE), threads)(check_input))
+        info["label_agreement"] = float((reference == labels).mean())
+        logger.info(
+            f"INT8 model: label agreement {100 * info['label_agreement']:.2f}% vs the float "
+            "ONNX model"
+        )
+    deploy["onnx_float_model"] = float_name
+    deploy["onnx_model"] = INT8_FILE
+    deploy["quantization"] = info
+    write_deploy_yaml(save_dir, deploy)
+    logger.info(f"Wrote {INT8_FILE} and updated {DEPLOY_FILE} in {save_dir}")
+    return info

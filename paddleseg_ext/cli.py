@@ -40,10 +40,13 @@ def setup_device(device: str | None) -> str:
     return device
 
 
-def run(main: Callable[[list[str] | None], object]) -> None:
-    """Runs a tool's ``main``; input errors print one line and exit with status 2."""
+def run(
+    main: Callable[[list[str] | None], object],
+    errors: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError),
+) -> None:
+    """Runs a tool's ``main``; ``errors`` (bad input) print one line and exit with status 2."""
     try:
         main(None)
-    except (ConfigError, FileNotFoundError) as err:
+    except errors as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

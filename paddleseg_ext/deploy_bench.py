@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .cli import run
 from .runtime import BACKENDS, create_runner, load_deploy
 
 PERF_KEYS = ("init", "first", "min", "max", "avg")
@@ -257,8 +257,4 @@ def plot_latency_vs_miou(rows: list[dict], backend: str, path: str) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run(main, errors=(FileNotFoundError, ValueError))

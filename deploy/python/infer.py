@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
+from paddleseg_ext.cli import run
 from paddleseg_ext.core.predict import IMAGE_EXTS, color_palette, list_images
 from paddleseg_ext.runtime import BACKENDS, SegPredictor
 
@@ -102,8 +102,4 @@ def main(argv: list[str] | None = None) -> list[float]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run(main, errors=(FileNotFoundError, ValueError))

@@ -13,6 +13,7 @@ from paddleseg.cvlibs import Config, SegBuilder, manager
 import paddleseg_ext  # noqa: F401  (registers our components before any config is built)
 
 REQUIRED_FOR = {
+    "model": ("model",),
     "train": ("model", "train_dataset", "optimizer", "lr_scheduler", "loss", "batch_size", "iters"),
     "val": ("model", "val_dataset"),
     "predict": ("model", "val_dataset"),

@@ -1,7 +1,9 @@
 """Checkpoints in PaddleSeg's layout: ``iter_N/model.pdparams`` + ``model.pdopt``.
 
 A ``train_state.json`` beside them records the iteration and the best score so far, so a
-resumed run continues exactly where the checkpoint was taken.
+resumed run continues exactly where the checkpoint was taken. Distillation runs add
+``distill.pdparams`` (the trained loss adapters); ``model.pdparams`` always holds the
+student alone, so val, predict and export treat a distilled checkpoint like any other.
 """
 
 from __future__ import annotations
@@ -15,12 +17,31 @@ import paddle
 from ..config import ConfigError
 
 STATE_FILE = "train_state.json"
+DISTILL_FILE = "distill.pdparams"
+# Key prefix of the distillation adapters' parameters in the recorded parameter names.
+_DISTILL_PREFIX = "distill/"
+
+
+def _named_parameters(model: paddle.nn.Layer, distill: paddle.nn.Layer | None) -> list:
+    named = list(model.named_parameters())
+    if distill is not None:
+        named += [(_DISTILL_PREFIX + key, p) for key, p in distill.named_parameters()]
+    return named
 
 
 def save_checkpoint(
-    save_dir: str, model: paddle.nn.Layer, optimizer, state: dict, keep_max: int | None
+    save_dir: str,
+    model: paddle.nn.Layer,
+    optimizer,
+    state: dict,
+    keep_max: int | None,
+    distill: paddle.nn.Layer | None = None,
 ) -> str:
-    """Writes ``save_dir/iter_{state['iter']}`` atomically and prunes old checkpoints."""
+    """Writes ``save_dir/iter_{state['iter']}`` atomically and prunes old checkpoints.
+
+    ``distill``, the trained part of a distillation run besides the model, is saved as
+    ``distill.pdparams``.
+    """
     name = f"iter_{state['iter']}"
     final = os.path.join(save_dir, name)
     tmp = final + ".tmp"
@@ -28,7 +49,9 @@ def save_checkpoint(
     os.makedirs(tmp)
     paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
     paddle.save(optimizer.state_dict(), os.path.join(tmp, "model.pdopt"))
-    param_names = {key: p.name for key, p in model.named_parameters()}
+    if distill is not None:
+        paddle.save(distill.state_dict(), os.path.join(tmp, DISTILL_FILE))
+    param_names = {key: p.name for key, p in _named_parameters(model, distill)}
     with open(os.path.join(tmp, STATE_FILE), "w") as f:
         json.dump(state | {"param_names": param_names}, f, indent=2)
     shutil.rmtree(final, ignore_errors=True)
@@ -61,15 +84,15 @@ def save_weights(directory: str, model: paddle.nn.Layer, info: dict | None = Non
             json.dump(info, f, indent=2)
 
 
-def load_weights(model: paddle.nn.Layer, path: str) -> None:
-    """Loads a ``.pdparams`` file (or a directory holding ``model.pdparams``) strictly.
+def load_weights(model: paddle.nn.Layer, path: str, file_name: str = "model.pdparams") -> None:
+    """Loads a ``.pdparams`` file (or a directory holding ``file_name``) strictly.
 
     Raises:
         FileNotFoundError: ``path`` holds no weights.
         ConfigError: Missing, unexpected or mis-shaped parameters, named.
     """
     if os.path.isdir(path):
-        path = os.path.join(path, "model.pdparams")
+        path = os.path.join(path, file_name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Model weights not found: {path}")
     state = paddle.load(path)
@@ -85,22 +108,31 @@ def load_weights(model: paddle.nn.Layer, path: str) -> None:
     model.set_state_dict(state)
 
 
-def load_checkpoint(path: str, model: paddle.nn.Layer, optimizer) -> dict:
-    """Restores weights, optimizer (and its lr schedule) from ``iter_N``; returns the state."""
+def load_checkpoint(
+    path: str, model: paddle.nn.Layer, optimizer, distill: paddle.nn.Layer | None = None
+) -> dict:
+    """Restores weights, optimizer (and its lr schedule) from ``iter_N``; returns the state.
+
+    With ``distill``, its weights are restored from ``distill.pdparams`` as well.
+    """
     state_file = os.path.join(path, STATE_FILE)
     opt_file = os.path.join(path, "model.pdopt")
-    for needed in (state_file, opt_file):
-        if not os.path.isfile(needed):
-            raise FileNotFoundError(f"--resume_model {path}: {os.path.basename(needed)} missing")
+    needed = [state_file, opt_file] + ([os.path.join(path, DISTILL_FILE)] if distill else [])
+    for file in needed:
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"--resume_model {path}: {os.path.basename(file)} missing")
     load_weights(model, path)
+    if distill is not None:
+        load_weights(distill, path, DISTILL_FILE)
     with open(state_file) as f:
         state = json.load(f)
     saved_names = state.pop("param_names", {})
-    optimizer.set_state_dict(_rename_optimizer_state(paddle.load(opt_file), saved_names, model))
+    named = _named_parameters(model, distill)
+    optimizer.set_state_dict(_rename_optimizer_state(paddle.load(opt_file), saved_names, named))
     return state
 
 
-def _rename_optimizer_state(opt_state: dict, saved_names: dict, model: paddle.nn.Layer) -> dict:
+def _rename_optimizer_state(opt_state: dict, saved_names: dict, named: list) -> dict:
     """Re-keys optimizer accumulators from the saving run's parameter names to this run's.
 
     Paddle keys accumulators by generated parameter names (``conv2d_12.w_0_moment1_0``),
@@ -109,7 +141,7 @@ def _rename_optimizer_state(opt_state: dict, saved_names: dict, model: paddle.nn
     """
     rename = {
         saved_names[key]: param.name
-        for key, param in model.named_parameters()
+        for key, param in named
         if key in saved_names and saved_names[key] != param.name
     }
     if not rename:

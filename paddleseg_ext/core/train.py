@@ -64,6 +64,33 @@ def _average_buffers(model: paddle.nn.Layer, world_size: int) -> None:
             buf.set_value(buf / world_size)
 
 
+def _build_distiller(cfg: Config, model: paddle.nn.Layer):
+    """The config's ``distill:`` section as a :class:`Distiller`, or None without one."""
+    if "distill" not in cfg.dic:
+        return None
+    # Imported here: only distillation needs PaddleSlim.
+    from ..distill import Distiller, build_teacher, parse_distill
+
+    spec = parse_distill(cfg.dic["distill"])
+    teacher = build_teacher(spec)
+    logger.info(
+        f"Distilling {type(teacher).__name__} ({spec.teacher_weights}) into "
+        f"{type(model).__name__}: " + ", ".join(f"{t.name} x{t.weight:g}" for t in spec.terms)
+    )
+    return Distiller(model, teacher, spec)
+
+
+def _build_optimizer(builder, trained: paddle.nn.Layer):
+    """PaddleSeg's optimizer from the config, over ``trained``'s parameters."""
+    model = builder.model
+    # SegBuilder builds the optimizer over its cached ``model``; point it at ``trained``.
+    builder.__dict__["model"] = trained
+    try:
+        return builder.optimizer
+    finally:
+        builder.__dict__["model"] = model
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -86,7 +113,9 @@ def train(
 
     Runs data-parallel when started by ``paddle.distributed.launch``. Saves
     ``iter_N/`` every ``save_interval`` iterations and at the end, and ``best_model/``
-    (by val mIoU) when ``do_eval``.
+    (by val mIoU) when ``do_eval``. With a ``distill:`` section the model is trained as the
+    student of a frozen teacher (:mod:`paddleseg_ext.distill`); each loss term is logged
+    under its name next to the total, with the teacher's share of the step time.
 
     Args:
         cfg: Loaded config (``iters``, ``batch_size``, ``learning_rate`` already applied).
@@ -107,12 +136,15 @@ def train(
     set_seed(seed)
     builder = build(cfg)
     model = builder.model
-    optimizer = builder.optimizer
+    distiller = _build_distiller(cfg, model)
+    # The optimizer covers what is trained: the model, plus the distillation adapters.
+    optimizer = _build_optimizer(builder, distiller or model)
     lr_sched = builder.lr_scheduler
     losses = builder.loss
     train_set = builder.train_dataset
     total_iters = cfg.iters
     batch_size = cfg.batch_size
+    adapters = distiller.criterion if distiller else None
 
     state = {"iter": 0, "best_mIoU": -1.0, "best_iter": -1}
     if not resume_model and list_checkpoints(save_dir):
@@ -121,7 +153,7 @@ def train(
             "this run starts from scratch (pass --resume_model auto to continue instead)"
         )
     if resume_model:
-        state = load_checkpoint(resume_model, model, optimizer)
+        state = load_checkpoint(resume_model, model, optimizer, adapters)
         logger.info(f"Resume from {resume_model}: continuing after iteration {state['iter']}")
     if state["iter"] >= total_iters:
         logger.info(f"Nothing to do: checkpoint is at iteration {state['iter']} >= {total_iters}")
@@ -137,7 +169,8 @@ def train(
     )
     seeded = SeededDataset(train_set, seed)
     iters_per_epoch = len(sampler)
-    net = paddle.DataParallel(model) if world_size > 1 else model
+    trained = distiller or model
+    net = paddle.DataParallel(trained) if world_size > 1 else trained
     is_main = rank == 0
     vdl = None
     if is_main:
@@ -155,6 +188,7 @@ def train(
     epoch, skip = divmod(it, iters_per_epoch)
     batch_times: deque = deque(maxlen=log_iters)
     loss_sum, reader_sum, n_logged = 0.0, 0.0, 0
+    term_sums: dict[str, float] = {}
     net.train()
     while it < total_iters:
         sampler.set_epoch(epoch, skip)
@@ -174,7 +208,14 @@ def train(
             it += 1
             # Re-seeding per iteration makes dropout/drop-path identical after a resume.
             paddle.seed(seed + it)
-            loss = _total_loss(net(img), label, losses)
+            if distiller is None:
+                loss = _total_loss(net(img), label, losses)
+            else:
+                outputs, terms = net(img, label.shape[-2:])
+                task_loss = _total_loss(outputs, label, losses)
+                loss = task_loss + paddle.add_n(list(terms.values()))
+                for name, value in {"task": task_loss, **terms}.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + float(value)
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
@@ -188,18 +229,29 @@ def train(
                 mean_t = sum(batch_times) / len(batch_times)
                 ips = batch_size * world_size / mean_t
                 avg_loss = loss_sum / n_logged
+                avg_terms = {name: total / n_logged for name, total in term_sums.items()}
+                distill_msg = ""
+                if distiller is not None:
+                    share = distiller.teacher_seconds / max(sum(batch_times), 1e-9)
+                    distill_msg = "".join(f"{k}: {v:.4f}, " for k, v in avg_terms.items())
+                    distill_msg += f"teacher_share: {share:.0%}, "
+                    distiller.teacher_seconds = 0.0
                 if is_main:
                     logger.info(
                         f"[TRAIN] epoch: {epoch + 1}, iter: {it}/{total_iters}, "
-                        f"loss: {avg_loss:.4f}, lr: {lr:.6f}, batch_cost: {mean_t:.4f}, "
-                        f"reader_cost: {reader_sum / n_logged:.5f}, ips: {ips:.2f} samples/sec "
+                        f"loss: {avg_loss:.4f}, {distill_msg}lr: {lr:.6f}, "
+                        f"batch_cost: {mean_t:.4f}, reader_cost: {reader_sum / n_logged:.5f}, "
+                        f"ips: {ips:.2f} samples/sec "
                         f"| ETA {_format_eta(mean_t * (total_iters - it))}"
                     )
                     if vdl is not None:
                         vdl.add_scalar("Train/loss", avg_loss, it)
                         vdl.add_scalar("Train/lr", lr, it)
                         vdl.add_scalar("Train/ips", ips, it)
+                        for name, value in avg_terms.items():
+                            vdl.add_scalar(f"Train/{name}", value, it)
                 loss_sum, reader_sum, n_logged = 0.0, 0.0, 0
+                term_sums = {}
 
             if it % save_interval == 0 or it == total_iters:
                 if world_size > 1:
@@ -228,7 +280,9 @@ def train(
                     net.train()
                 if is_main:
                     state["iter"] = it
-                    path = save_checkpoint(save_dir, model, optimizer, state, keep_checkpoint_max)
+                    path = save_checkpoint(
+                        save_dir, model, optimizer, state, keep_checkpoint_max, adapters
+                    )
                     logger.info(f"Saved checkpoint {path}")
             if it >= total_iters:
                 break

@@ -117,8 +117,10 @@ def test_repeated_types_get_numbered_names(tmp_path, monkeypatch):
     (tmp_path / "C").write_text("")
     (tmp_path / "W").write_text("")
     spec = parse_distill(
-        {"teacher": {"config": "C", "model_path": "W", "input_size": [96, 80]},
-         "losses": [CWD_LOGITS, NFD_INJ, NFD_INJ]}  # fmt: skip
+        {
+            "teacher": {"config": "C", "model_path": "W", "input_size": [96, 80]},
+            "losses": [CWD_LOGITS, NFD_INJ, NFD_INJ],
+        }  # fmt: skip
     )
     assert [t.name for t in spec.terms] == ["cwd", "nfd", "nfd_2"]
     assert spec.teacher_input_size == (96, 80)

@@ -42,6 +42,38 @@ TINY_CONFIG = {
 }
 
 
+DISTILL_LOSSES = [
+    {"type": "CWD", "student": "logits", "teacher": "logits", "weight": 1.2, "tau": 3.0},
+    {"type": "NFD", "student": "backbone.injections.0", "teacher": "backbone.injections.0",
+     "weight": 0.01},
+]  # fmt: skip
+
+
+def write_distill_configs(root: Path, iters: int = 4) -> Path:
+    """Writes a TopFormer-tiny teacher (config, random weights) and a ``TINY_CONFIG`` student
+    distilling from it with ``DISTILL_LOSSES``; returns the student config's path."""
+    import copy  # noqa: PLC0415
+
+    import paddle  # noqa: PLC0415
+    import yaml  # noqa: PLC0415
+
+    from paddleseg_ext.config import build, load_config  # noqa: PLC0415
+    from paddleseg_ext.core.checkpoint import save_weights  # noqa: PLC0415
+
+    teacher_cfg = root / "teacher.yml"
+    teacher_cfg.write_text(yaml.safe_dump(TINY_CONFIG))
+    paddle.seed(1)
+    save_weights(str(root / "teacher"), build(load_config(str(teacher_cfg))).model)
+    student = copy.deepcopy(TINY_CONFIG) | {"iters": iters}
+    student["distill"] = {
+        "teacher": {"config": str(teacher_cfg), "model_path": str(root / "teacher/model.pdparams")},
+        "losses": DISTILL_LOSSES,
+    }
+    student_cfg = root / "student.yml"
+    student_cfg.write_text(yaml.safe_dump(student))
+    return student_cfg
+
+
 def load_tool(name: str):
     """Imports ``tools/<name>.py`` as a module (tools are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")

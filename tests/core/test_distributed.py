@@ -1,29 +1,36 @@
-"""Data-parallel training on CPU: 2 processes (gloo) end with identical weights."""
+"""Data-parallel training on CPU: 2 processes (gloo) end with identical weights, with and
+without distillation."""
 
+import re
 import subprocess
 import sys
 
 import numpy as np
 import paddle
 import pytest
-from helpers import REPO
+from helpers import REPO, write_distill_configs
 
 
 @pytest.mark.slow
-def test_two_ranks_hold_identical_weights(tiny_config, tmp_path):
+@pytest.mark.parametrize("distill", [False, True], ids=["plain", "distill"])
+def test_two_ranks_hold_identical_weights(distill, tiny_config, tmp_path):
+    config = write_distill_configs(tmp_path) if distill else tiny_config
     out = tmp_path / "weights"
     out.mkdir()
     cmd = [
         sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
         "--log_dir", str(tmp_path / "log"),
         str(REPO / "tests" / "dist_worker.py"), str(out),
-        "--config", str(tiny_config), "--device", "cpu", "--iters", "4",
+        "--config", str(config), "--device", "cpu", "--iters", "4",
         "--save_interval", "4", "--log_iters", "1", "--save_dir", str(tmp_path / "run"),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     logs = "".join(p.read_text() for p in sorted((tmp_path / "log").glob("*")) if p.is_file())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs[-3000:]
     assert "batch 2 x 2 rank(s)" in logs
+    if distill:
+        assert re.search(r"cwd: [0-9.]+, nfd: [0-9.]+, teacher_share", logs)
+        assert (tmp_path / "run" / "iter_4" / "distill.pdparams").is_file()
 
     rank0 = paddle.load(str(out / "rank0.pdparams"))
     rank1 = paddle.load(str(out / "rank1.pdparams"))

@@ -32,7 +32,7 @@ $(LITE_STAMP): $(LITE_REQS)
 			"make lite-env PY310=/path/to/python3.10" >&2; exit 1; }
 	test -x $(LITE_VENV)/bin/python || $(PY310) -m venv $(LITE_VENV)
 	$(LITE_VENV)/bin/python -m pip install --quiet -r $(LITE_REQS)
-	$(LITE_VENV)/bin/python -m pip install --quiet --no-deps paddleseg==2.8.0
+	$(LITE_VENV)/bin/python -m pip install --quiet --no-deps paddleseg==2.8.0 paddleslim==2.6.0
 	touch $@
 
 lite-env: $(LITE_STAMP)

@@ -25,18 +25,17 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 
 import numpy as np
+from seg_runtime import OrtRunner, resize_to_input, summarize_ms, time_interleaved, to_labels
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, dataset_info, load_config
-from paddleseg_ext.export import cv2_resize, export
+from paddleseg_ext.export import export
 from paddleseg_ext.metrics import SegMetricAccumulator, resize_nearest
 from paddleseg_ext.quant import CALIB_METHODS, INT8_FILE, quantize_export
-from paddleseg_ext.runtime import OrtRunner, to_labels
 
 # name, config, weights, deploy input H, W. TopFormer-tiny-288 resizes any input to 288x384
 # itself, so it takes CamVid's 360x480 images as they are; MobileSeg needs multiples of 32.
@@ -92,13 +91,11 @@ def evaluate_onnx(
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     accs = {name: SegMetricAccumulator(num_classes, ignore_index) for name in runners}
     agree = {name: 0.0 for name in runners}
-    h, w = shape[2], shape[3]
     for i in range(count):
         item = dataset[i]
         img = np.asarray(item["img"], dtype=np.float32)
         label = np.asarray(item["label"]).astype(np.int64).reshape(item["label"].shape[-2:])
-        if img.shape[1:] != (h, w):
-            img = cv2_resize(img.transpose(1, 2, 0), w, h).transpose(2, 0, 1)
+        img = resize_to_input(img, shape)
         preds = {}
         for name, runner in runners.items():
             pred = to_labels(runner(img[np.newaxis]))[0]
@@ -124,24 +121,14 @@ def evaluate_onnx(
 
 def time_runners(runners: dict[str, OrtRunner], x: np.ndarray, repeats: int) -> dict[str, dict]:
     """Median / p90 latency (ms) of each runner on ``x``, interleaved run by run."""
-    for runner in runners.values():
-        for _ in range(WARMUP):
-            runner(x)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, runner in runners.items():
-            start = time.perf_counter()
-            runner(x)
-            times[name].append((time.perf_counter() - start) * 1000)
-    return {
-        name: {
-            "median_ms": statistics.median(t),
-            "p90_ms": float(np.percentile(t, 90)),
-            "min_ms": min(t),
-            "runs": len(t),
-        }
-        for name, t in times.items()
-    }
+    calls = {name: (lambda r=runner: r(x)) for name, runner in runners.items()}
+    times = time_interleaved(calls, WARMUP, repeats)
+    results = {}
+    for name, t in times.items():
+        stats = summarize_ms(t)
+        results[name] = {"median_ms": stats["median"], "p90_ms": stats["p90"],
+                         "min_ms": stats["min"], "runs": len(t)}  # fmt: skip
+    return results
 
 
 def study(spec: list[str], args: argparse.Namespace, out_dir: str) -> dict:
@@ -171,8 +158,7 @@ def study(spec: list[str], args: argparse.Namespace, out_dir: str) -> dict:
     }
     metrics = evaluate_onnx(runners, cfg, shape, args.max_images)
     x = np.asarray(build(cfg).val_dataset[0]["img"], dtype=np.float32)
-    if x.shape[1:] != (shape[2], shape[3]):
-        x = cv2_resize(x.transpose(1, 2, 0), shape[3], shape[2]).transpose(2, 0, 1)
+    x = resize_to_input(x, shape)
     latency = time_runners(runners, x[np.newaxis], args.repeats)
     dygraph = None
     metrics_file = os.path.join(os.path.dirname(weights), "metrics.json")

@@ -35,15 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 import paddle
 from paddleseg.models import TopFormer
 from paddleseg.models.backbones import TopTransformer_Tiny
+from seg_runtime import OrtRunner, summarize_ms, time_interleaved
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.export import ExportModel, convert_onnx, prepare_model, save_paddle
@@ -56,7 +55,6 @@ from paddleseg_ext.models import (
     load_paddleseg_weights,
 )
 from paddleseg_ext.models.vim import valid_class_mask
-from paddleseg_ext.runtime import OrtRunner
 
 NUM_CLASSES = 150
 SIZE = 512
@@ -160,17 +158,10 @@ def time_models(
     runners: dict[str, OrtRunner], x: np.ndarray, runs: int
 ) -> dict[str, dict[str, float]]:
     """Median / min / max latency in ms, models interleaved run by run."""
-    for runner in runners.values():
-        for _ in range(WARMUP):
-            runner(x)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(runs):
-        for name, runner in runners.items():
-            start = time.perf_counter()
-            runner(x)
-            times[name].append(1000.0 * (time.perf_counter() - start))
+    calls = {name: (lambda r=runner: r(x)) for name, runner in runners.items()}
+    times = time_interleaved(calls, WARMUP, runs)
     return {
-        name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)}
+        name: {f"{k}_ms": v for k, v in summarize_ms(t).items() if k in ("median", "min", "max")}
         for name, t in times.items()
     }
 

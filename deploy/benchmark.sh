@@ -7,14 +7,15 @@
 #        [--out results.txt] [--benchmark_bin PATH] [--lite_backend arm|x86|opencl]
 #        [--trtexec PATH]
 #
-# paddle / onnxruntime: run through Python (python -m paddleseg_ext.deploy_bench); the
-#   interpreter is $PYTHON, else .venv/bin/python of this repository, else python3.
-# lite: runs Paddle Lite's benchmark_bin (--benchmark_bin PATH) on MODEL_DIR/*.nb.
+# paddle / onnxruntime: deploy/python/benchmark.py (no PaddleSeg needed; Paddle only for
+#   the paddle backend) under $PYTHON, else .venv/bin/python of this repository, else python3.
+# lite: Paddle Lite's benchmark_bin (--benchmark_bin PATH) on MODEL_DIR/*.nb; without it,
+#   deploy/python/benchmark.py with the paddlelite Python API ($PYTHON, else .venv-lite).
 # tensorrt: runs trtexec (--trtexec PATH or on PATH) on MODEL_DIR/model.onnx.
 set -euo pipefail
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 fail() {
@@ -73,38 +74,44 @@ deploy_shape() {
     echo "${line// /}"
 }
 
-case "$BACKEND" in
-    paddle | onnxruntime)
-        PY=${PYTHON:-}
-        if [[ -z "$PY" ]]; then
-            if [[ -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
+python_bench() {
+    local py=${PYTHON:-}
+    if [[ -z "$py" ]]; then
+        py=python3
+        if [[ "$BACKEND" == lite && -x "$ROOT/.venv-lite/bin/python" ]]; then
+            py="$ROOT/.venv-lite/bin/python"
+        elif [[ "$BACKEND" != lite && -x "$ROOT/.venv/bin/python" ]]; then
+            py="$ROOT/.venv/bin/python"
         fi
-        "$PY" -c "import paddleseg_ext.deploy_bench" 2>/dev/null ||
-            fail "$PY cannot import paddleseg_ext; install the repository (make install)"
-        args=("$MODEL_DIR" --backend "$BACKEND" --threads "$THREADS" --warmup "$WARMUP"
-            --repeats "$REPEATS")
-        [[ -n "$INPUT_SHAPE" ]] && args+=(--input_shape "$INPUT_SHAPE")
-        "$PY" -m paddleseg_ext.deploy_bench "${args[@]}" | tee "$LOG"
-        ;;
+    fi
+    local args=("$MODEL_DIR" --backend "$BACKEND" --threads "$THREADS" --warmup "$WARMUP"
+        --repeats "$REPEATS")
+    [[ -n "$INPUT_SHAPE" ]] && args+=(--input_shape "$INPUT_SHAPE")
+    "$py" "$ROOT/deploy/python/benchmark.py" "${args[@]}" | tee "$LOG"
+}
+
+case "$BACKEND" in
+    paddle | onnxruntime) python_bench ;;
     lite)
-        [[ -n "$BENCHMARK_BIN" ]] ||
-            fail "--backend lite needs Paddle Lite's benchmark tool: build or download" \
-                "benchmark_bin (Paddle Lite, lite/api/tools/benchmark) and pass --benchmark_bin PATH"
-        [[ -x "$BENCHMARK_BIN" ]] || fail "benchmark_bin not executable: $BENCHMARK_BIN"
-        shopt -s nullglob
-        nb_files=("$MODEL_DIR"/*.nb)
-        shopt -u nullglob
-        [[ ${#nb_files[@]} -ge 1 ]] ||
-            fail "no .nb model in $MODEL_DIR: convert the model with Paddle Lite's opt" \
-                "(paddle_lite_opt --model_file ... --optimize_out_type naive_buffer)"
-        [[ -n "$INPUT_SHAPE" ]] || INPUT_SHAPE=$(deploy_shape)
-        {
-            echo "model: ${nb_files[0]}  backend: lite ($LITE_BACKEND)  threads: $THREADS"
-            echo "input_shape: $INPUT_SHAPE  warmup: $WARMUP  repeats: $REPEATS"
-            "$BENCHMARK_BIN" --optimized_model_file="${nb_files[0]}" \
-                --input_shape="$INPUT_SHAPE" --threads="$THREADS" --warmup="$WARMUP" \
-                --repeats="$REPEATS" --backend="$LITE_BACKEND"
-        } | tee "$LOG"
+        if [[ -z "$BENCHMARK_BIN" ]]; then
+            python_bench # Paddle Lite's Python API (paddlelite), on this machine's .nb
+        else
+            [[ -x "$BENCHMARK_BIN" ]] || fail "benchmark_bin not executable: $BENCHMARK_BIN"
+            shopt -s nullglob
+            nb_files=("$MODEL_DIR"/*.nb)
+            shopt -u nullglob
+            [[ ${#nb_files[@]} -ge 1 ]] ||
+                fail "no .nb model in $MODEL_DIR: convert the model with Paddle Lite's opt" \
+                    "(paddle_lite_opt --model_file ... --optimize_out_type naive_buffer)"
+            [[ -n "$INPUT_SHAPE" ]] || INPUT_SHAPE=$(deploy_shape)
+            {
+                echo "model: ${nb_files[0]}  backend: lite ($LITE_BACKEND)  threads: $THREADS"
+                echo "input_shape: $INPUT_SHAPE  warmup: $WARMUP  repeats: $REPEATS"
+                "$BENCHMARK_BIN" --optimized_model_file="${nb_files[0]}" \
+                    --input_shape="$INPUT_SHAPE" --threads="$THREADS" --warmup="$WARMUP" \
+                    --repeats="$REPEATS" --backend="$LITE_BACKEND"
+            } | tee "$LOG"
+        fi
         ;;
     tensorrt)
         if [[ -z "$TRTEXEC" ]]; then

@@ -7,6 +7,8 @@ into errors that name the file and the key before anything is built.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from urllib.parse import urlparse
 
 from paddleseg.cvlibs import Config, SegBuilder, manager
 
@@ -59,7 +61,44 @@ def load_config(
         raise ConfigError(f"{path}: missing key(s) {', '.join(missing)} needed to {task}")
     if task == "train":
         check_dataset_root(cfg, "train")
+        check_pretrained(cfg)
     return cfg
+
+
+def pretrained_entries(node: object, key: str = "model") -> Iterator[tuple[str, str]]:
+    """``(config key, path)`` of every ``pretrained`` file or URL in a ``model`` section.
+
+    Nested sections are searched too: ``model.backbone.pretrained``, the inner model of a
+    ``VIMWrapper`` (``model.model.pretrained``), list items (``model.backbones.0.pretrained``).
+    """
+    if isinstance(node, dict):
+        for name, value in node.items():
+            sub = f"{key}.{name}"
+            if name == "pretrained":
+                if isinstance(value, str) and value:
+                    yield sub, value
+            else:
+                yield from pretrained_entries(value, sub)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from pretrained_entries(item, f"{key}.{i}")
+
+
+def check_pretrained(cfg: Config) -> None:
+    """Fails on a ``pretrained`` weights file that does not exist, before the model is built.
+
+    Stock PaddleSeg models load ``pretrained`` while they are built and report a missing
+    file as a multi-line ``RuntimeError`` from the builder; ours load it in the training
+    loop. URLs are not checked: PaddleSeg downloads them.
+    """
+    for key, path in pretrained_entries(cfg.dic.get("model") or {}):
+        if urlparse(path).netloc:
+            continue
+        if not os.path.isfile(path):
+            raise ConfigError(
+                f"{key}: pretrained weights file not found: {path} (relative paths start at "
+                "the working directory)"
+            )
 
 
 def check_dataset_root(cfg: Config, split: str) -> None:

@@ -1,4 +1,11 @@
-"""INT8 post-training quantization of an exported ONNX model, calibrated on training images.
+"""INT8 post-training quantization of an export, calibrated on training images.
+
+Two paths, one per deployment format:
+
+- ONNX (``model_int8.onnx``): onnxruntime's static quantization of the float ONNX model;
+- Paddle Lite (``model_int8.nb``): PaddleSlim's ``quant_post_static`` on the legacy program
+  in the Paddle Lite side environment, then opt (``deploy/lite``). Only convolutions are
+  quantized there: Paddle Lite 2.13rc0 has no int8 ``matmul_v2`` kernel.
 
 ``quantize_export`` takes a directory written by ``paddleseg_ext.export.export`` (with an
 ONNX model), runs N training images through the float ONNX model to record activation
@@ -32,18 +39,20 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
+from seg_runtime import DEPLOY_FILE, ExportFiles, OrtRunner, load_deploy, resize_to_input, to_labels
 
 from .config import ConfigError, build, check_dataset_root
-from .export import cv2_resize, val_transforms, write_deploy_yaml
-from .runtime import DEPLOY_FILE, OrtRunner, load_deploy, to_labels
+from .export import val_transforms, write_deploy_yaml
 
 QUANT_MODES = ("int8",)
-INT8_FILE = "model_int8.onnx"
+INT8_FILE = ExportFiles.ONNX_INT8
 # The operators given QDQ pairs: the convolutions and matrix products carry nearly all of
 # the arithmetic; quantizing element-wise ops, resizes and sigmoids costs accuracy and
 # adds Q/DQ overhead for no speed gain on CPU.
 QUANT_OP_TYPES = ("Conv", "MatMul", "Gemm")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
+# The same choice in PaddleSlim's names, for the Paddle Lite path.
+LITE_ALGOS = {"minmax": "abs_max", "entropy": "KL", "percentile": "hist"}
 DEFAULT_CALIB_IMAGES = 32
 
 
@@ -53,15 +62,19 @@ def check_quant_args(
     """Checks a quantization request before anything is exported.
 
     Raises:
-        ConfigError: Unknown mode, fewer than one calibration image, no ONNX export, or the
-            ``vim`` output op (its class-selection graph is not quantized).
+        ConfigError: Unknown mode, fewer than one calibration image, neither an ONNX nor a
+            Paddle Lite export, or the ``vim`` output op (its class-selection graph is not
+            quantized).
     """
     if quantize not in QUANT_MODES:
         raise ConfigError(f"unknown --quantize {quantize!r}; choose from {', '.join(QUANT_MODES)}")
     if calib_images < 1:
         raise ConfigError(f"--calib_images must be at least 1, got {calib_images}")
-    if "onnx" not in formats:
-        raise ConfigError("--quantize int8 quantizes the ONNX model: add onnx to --formats")
+    if "onnx" not in formats and "lite" not in formats:
+        raise ConfigError(
+            "--quantize int8 quantizes the ONNX and Paddle Lite models: add onnx or lite to "
+            "--formats"
+        )
     if output_op == "vim":
         raise ConfigError(
             "--quantize int8 is not supported with --output_op vim; use argmax, softmax or none"
@@ -88,22 +101,17 @@ def calibration_batches(
     """Yields preprocessed batches of ``num_images`` training images for calibration.
 
     The images are a fixed random subset of the training set (all of it when smaller).
-    Each is resized to the fixed H/W of ``input_shape``; with a dynamic H/W it keeps its
-    size rounded down to a multiple of 32. Batches have ``input_shape[0]`` images (1 when
+    Each is brought to the model's input size as the device runtime does
+    (``seg_runtime.model_input_size``). Batches have ``input_shape[0]`` images (1 when
     dynamic); a last incomplete batch is filled by repeating its images.
     """
     dataset = calibration_dataset(cfg)
     order = np.random.default_rng(seed).permutation(len(dataset))[:num_images]
     batch = 1 if input_shape[0] == -1 else int(input_shape[0])
-    h, w = input_shape[2], input_shape[3]
     pending: list[np.ndarray] = []
     for index in order:
         img = np.asarray(dataset[int(index)]["img"], dtype=np.float32)  # (C, H, W)
-        target_h = h if h > 0 else max(32, img.shape[1] // 32 * 32)
-        target_w = w if w > 0 else max(32, img.shape[2] // 32 * 32)
-        if (target_h, target_w) != img.shape[1:]:
-            img = cv2_resize(img.transpose(1, 2, 0), target_w, target_h).transpose(2, 0, 1)
-        pending.append(img)
+        pending.append(resize_to_input(img, input_shape))
         if len(pending) == batch:
             yield np.stack(pending)
             pending = []
@@ -261,4 +269,60 @@ def quantize_export(
     deploy["quantization"] = info
     write_deploy_yaml(save_dir, deploy)
     logger.info(f"Wrote {INT8_FILE} and updated {DEPLOY_FILE} in {save_dir}")
+    return info
+
+
+def quantize_lite_export(
+    cfg: Config,
+    save_dir: str,
+    model_path: str | None,
+    calib_images: int = DEFAULT_CALIB_IMAGES,
+    method: str = "minmax",
+) -> dict:
+    """Adds ``model_int8.nb`` (Paddle Lite, INT8 convolutions) to an export with ``lite_model``.
+
+    The same calibration images as the ONNX path go to PaddleSlim's ``quant_post_static`` in
+    the side environment; ``deploy.yaml`` gets ``lite_int8_model`` and, under
+    ``lite_quantization``, the algorithm, the kernels opt chose per precision and the label
+    agreement of the INT8 legacy program with the float one on the calibration images.
+
+    Args:
+        cfg: The config the model was exported with (its train dataset calibrates).
+        save_dir: A directory written by ``export`` with ``--formats lite``.
+        model_path: The exported weights (None: the same random weights cannot be rebuilt,
+            so this is refused).
+        calib_images: Number of training images.
+        method: One of ``CALIB_METHODS`` (mapped to PaddleSlim's ``LITE_ALGOS``).
+    """
+    from .core.checkpoint import load_weights
+    from .export import lite_driver
+
+    deploy = load_deploy(save_dir)
+    if not deploy.get("lite_model"):
+        raise ConfigError(f"{save_dir}: no Paddle Lite model to quantize (--formats lite)")
+    if model_path is None:
+        raise ConfigError("--quantize int8 with --formats lite needs --model_path")
+    model = build(cfg).model
+    load_weights(model, model_path)
+    batches = np.stack(list(calibration_batches(cfg, calib_images, deploy["input_shape"])))
+    logger.info(f"Paddle Lite INT8: PaddleSlim PTQ on {calib_images} training image(s)")
+    result = lite_driver().quantize_lite(
+        cfg, model, deploy["input_shape"], deploy["output_op"], save_dir, batches,
+        LITE_ALGOS[method],
+    )  # fmt: skip
+    info = {
+        "tool": "paddleslim.quant.quant_post_static",
+        "algo": LITE_ALGOS[method],
+        "calibration_images": int(calib_images),
+        "kernels": result["int8_kernels"],
+        "label_agreement": result["int8_label_agreement"],
+    }
+    deploy["lite_int8_model"] = result["int8_file"]
+    deploy["lite_quantization"] = info
+    write_deploy_yaml(save_dir, deploy)
+    int8_ops = ", ".join(f"{op} x{n}" for op, n in info["kernels"].get("int8", {}).items())
+    logger.info(
+        f"Wrote {result['int8_file']}: int8 kernels {int8_ops or 'none'}; label agreement "
+        f"{100 * info['label_agreement']:.2f}% vs the float program on the calibration images"
+    )
     return info

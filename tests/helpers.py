@@ -15,6 +15,28 @@ needs_camvid = pytest.mark.skipif(
 )
 
 
+# The device runtime (deploy/python) and the sitecustomize folder that blocks the training
+# stack (paddle, paddleseg, paddleslim, paddleseg_ext) in a child interpreter.
+RUNTIME_DIR = REPO / "deploy" / "python"
+BLOCKER = REPO / "tests" / "runtime" / "blocker"
+# The export check's bound: an exported model agrees with its reference on >= 99.9% of pixels.
+MIN_AGREEMENT = 0.999
+
+
+def read_labels(folder) -> dict:
+    """``{relative path: uint8 array}`` of the label PNGs under ``folder``."""
+    import os  # noqa: PLC0415
+
+    import cv2  # noqa: PLC0415
+
+    labels = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            labels[os.path.relpath(path, folder)] = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    return labels
+
+
 TINY_SHAPES = {"type": "SyntheticShapes", "num_train": 8, "num_val": 3, "image_size": 64}
 
 TINY_CONFIG = {

@@ -11,17 +11,17 @@ import argparse
 import os
 
 import paddleseg_ext  # noqa: F401
-from paddleseg_ext.cli import run, setup_device
-from paddleseg_ext.config import ConfigError, load_config
-from paddleseg_ext.deploy_bench import (
+from paddleseg_ext.benchmark import (
+    HOST_BACKENDS,
     benchmark_config,
     format_table,
     plot_latency_vs_miou,
     read_miou,
     write_csv,
 )
+from paddleseg_ext.cli import run, setup_device
+from paddleseg_ext.config import ConfigError, load_config
 from paddleseg_ext.export import check_input_shape
-from paddleseg_ext.runtime import BACKENDS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Input shape (default: each config's val Resize size or 512x512)",
     )
     parser.add_argument(
-        "--backends", default=",".join(BACKENDS), help="Comma list of paddle,onnxruntime"
+        "--backends", default=",".join(HOST_BACKENDS), help="Comma list of paddle,onnxruntime"
     )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     parser.add_argument("--warmup", type=int, default=5, help="Untimed runs")
@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     setup_device("cpu")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if not backends or any(b not in BACKENDS for b in backends):
-        raise ConfigError(f"--backends: choose from {', '.join(BACKENDS)}, got {args.backends}")
+    if not backends or any(b not in HOST_BACKENDS for b in backends):
+        raise ConfigError(
+            f"--backends: choose from {', '.join(HOST_BACKENDS)}, got {args.backends}"
+        )
     for option in ("metrics", "model_paths"):
         values = getattr(args, option)
         if values and len(values) != len(args.configs):

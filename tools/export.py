@@ -4,7 +4,8 @@ python tools/export.py --config X.yml --model_path output/best_model/model.pdpar
     --save_dir output/export --input_shape 1 3 512 512 --output_op argmax
 
 With ``--quantize int8 --calib_images 32`` it also writes ``model_int8.onnx`` (static INT8
-quantization calibrated on 32 training images) and points ``deploy.yaml`` at it.
+quantization calibrated on 32 training images) and points ``deploy.yaml`` at it, and with
+``--formats lite`` ``model_int8.nb`` (PaddleSlim post-training quantization + opt).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from seg_runtime import load_deploy
+
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
-from paddleseg_ext.config import load_config
+from paddleseg_ext.config import ConfigError, load_config
 from paddleseg_ext.export import (
     DEFAULT_FORMATS,
     MIN_AGREEMENT,
@@ -29,8 +32,8 @@ from paddleseg_ext.quant import (
     QUANT_MODES,
     check_quant_args,
     quantize_export,
+    quantize_lite_export,
 )
-from paddleseg_ext.runtime import load_deploy
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no_verify", action="store_true", help="Skip the export check")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the check")
     parser.add_argument(
-        "--quantize", choices=QUANT_MODES, help="Also write a post-training quantized ONNX model"
+        "--quantize",
+        choices=QUANT_MODES,
+        help="Also write post-training quantized ONNX / Paddle Lite models",
     )
     parser.add_argument(
         "--calib_images",
@@ -71,10 +76,11 @@ def main(argv: list[str] | None = None):
     args = parse_args(argv)
     setup_device("cpu" if args.device is None else args.device)
     cfg = load_config(args.config, "val", opts=args.opts)
+    formats = parse_formats(args.formats)
     if args.quantize:
-        check_quant_args(
-            args.quantize, args.calib_images, parse_formats(args.formats), args.output_op
-        )
+        check_quant_args(args.quantize, args.calib_images, formats, args.output_op)
+        if "lite" in formats and args.model_path is None:
+            raise ConfigError("--quantize int8 with --formats lite needs --model_path")
     try:
         result = export(
             cfg,
@@ -101,10 +107,15 @@ def main(argv: list[str] | None = None):
         shape = load_deploy(args.save_dir)["input_shape"]
         check = None if args.no_verify else sample_input(cfg, shape)[0]
         try:
-            quantize_export(
-                cfg, args.save_dir, args.calib_images, args.calib_method, check, args.threads
-            )
-        except RuntimeError as err:  # onnxruntime could not calibrate or quantize
+            if "onnx" in formats:
+                quantize_export(
+                    cfg, args.save_dir, args.calib_images, args.calib_method, check, args.threads
+                )
+            if "lite" in formats:
+                quantize_lite_export(
+                    cfg, args.save_dir, args.model_path, args.calib_images, args.calib_method
+                )
+        except RuntimeError as err:  # onnxruntime or PaddleSlim/opt could not quantize
             print(f"error: INT8 quantization failed: {err}", file=sys.stderr)
             sys.exit(1)
     return result

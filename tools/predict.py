@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 
 from paddleseg.transforms import Compose
+from seg_runtime import list_images
 
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
 from paddleseg_ext.config import build, dataset_info, load_config
 from paddleseg_ext.core import predict
 from paddleseg_ext.core.checkpoint import load_weights
-from paddleseg_ext.core.predict import list_images
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,27 +1,26 @@
-"""Segment images, a folder or a video with an exported model (Paddle Inference or ONNX).
+"""Segment images, a folder or a video with an exported model, without PaddlePaddle.
 
 python deploy/python/infer.py --model_dir output/export --image_path img.png \
     --save_dir output/infer --backend onnxruntime
 
+Needs Python >= 3.8, NumPy, OpenCV, PyYAML and one backend: onnxruntime (``model.onnx``,
+TensorRT or CUDA provider when present), Paddle Inference (``model.json``) or Paddle Lite
+(``model.nb``). Copy this folder (``infer.py``, ``benchmark.py``, ``seg_runtime/``) and an
+export directory to the device; nothing else is needed.
+
 Writes ``labels/NAME.png`` (class ids, uint8) and ``pseudo_color/NAME.png`` per image (for a
 video, ``labels/VIDEO/000000.png`` per frame) and prints the inference latency of each image.
-onnxruntime uses the TensorRT or CUDA execution provider when it has one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+import sys
 
 import cv2
 import numpy as np
-
-from paddleseg_ext.cli import run
-from paddleseg_ext.core.predict import IMAGE_EXTS, color_palette, list_images
-from paddleseg_ext.runtime import BACKENDS, SegPredictor
-
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+from seg_runtime import BACKENDS, SegPredictor, color_palette, iter_inputs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,39 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cpu_only", action="store_true", help="onnxruntime: CPU provider only (no TensorRT)"
     )
+    parser.add_argument("--int8", action="store_true", help="Paddle Lite: the INT8 model")
     parser.add_argument("--max_frames", type=int, default=0, help="Video: stop after N (0: all)")
     return parser.parse_args(argv)
-
-
-def iter_inputs(path: str, max_frames: int = 0) -> Iterator[tuple[str, np.ndarray]]:
-    """Yields ``(relative output name, BGR image)`` for an image, a folder or a video."""
-    if os.path.isfile(path) and path.lower().endswith(VIDEO_EXTS):
-        capture = cv2.VideoCapture(path)
-        if not capture.isOpened():
-            raise FileNotFoundError(f"Cannot open video {path}")
-        stem = os.path.splitext(os.path.basename(path))[0]
-        index = 0
-        try:
-            while not max_frames or index < max_frames:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                yield os.path.join(stem, f"{index:06d}.png"), frame
-                index += 1
-        finally:
-            capture.release()
-        if index == 0:
-            raise ValueError(f"No frame could be read from {path}")
-        return
-    if os.path.isfile(path) and not path.lower().endswith(IMAGE_EXTS):
-        raise ValueError(f"{path}: not an image ({', '.join(IMAGE_EXTS)}) or a video file")
-    images = list_images(path)
-    root = os.path.dirname(path) if os.path.isfile(path) else path
-    for image_path in images:
-        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"Cannot read image {image_path}")
-        yield os.path.splitext(os.path.relpath(image_path, root))[0] + ".png", image
 
 
 def main(argv: list[str] | None = None) -> list[float]:
@@ -75,7 +44,12 @@ def main(argv: list[str] | None = None) -> list[float]:
     args = parse_args(argv)
     providers = ["CPUExecutionProvider"] if args.cpu_only else None
     predictor = SegPredictor(
-        args.model_dir, args.backend, args.threads, use_gpu=args.use_gpu, providers=providers
+        args.model_dir,
+        args.backend,
+        args.threads,
+        use_gpu=args.use_gpu,
+        providers=providers,
+        int8=args.int8,
     )
     if hasattr(predictor.runner, "providers"):
         print(f"onnxruntime providers: {', '.join(predictor.runner.providers)}")
@@ -102,4 +76,8 @@ def main(argv: list[str] | None = None) -> list[float]:
 
 
 if __name__ == "__main__":
-    run(main, errors=(FileNotFoundError, ValueError))
+    try:
+        main()
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

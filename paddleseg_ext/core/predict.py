@@ -9,40 +9,9 @@ import numpy as np
 import paddle
 from paddleseg.transforms import Compose
 from paddleseg.utils import logger
+from seg_runtime import color_palette
 
 from .evaluate import predict_labels
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(image_path: str) -> list[str]:
-    """One image file, or every image under a folder (recursively, sorted)."""
-    if os.path.isfile(image_path):
-        return [image_path]
-    if not os.path.isdir(image_path):
-        raise FileNotFoundError(f"--image_path not found: {image_path}")
-    found = [
-        os.path.join(root, name)
-        for root, _, names in os.walk(image_path)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTS)
-    ]
-    if not found:
-        raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTS)}) under {image_path}")
-    return sorted(found)
-
-
-def color_palette(num_classes: int) -> np.ndarray:
-    """A (num_classes, 3) uint8 RGB palette: the PASCAL VOC bit-interleaving scheme."""
-    palette = np.zeros((num_classes, 3), dtype=np.uint8)
-    for cls in range(num_classes):
-        c, shift = cls, 7
-        while c:
-            for ch in range(3):
-                palette[cls, ch] |= ((c >> ch) & 1) << shift
-            c >>= 3
-            shift -= 1
-    return palette
 
 
 @paddle.no_grad()

@@ -18,7 +18,8 @@ import paddle.distributed as dist
 from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
 
-from ..config import build, check_dataset_root, dataset_info
+from ..config import build, check_dataset_root, check_pretrained, dataset_info
+from ..models.convert import load_pretrained_weights
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, save_weights
 from .data import ResumableBatchSampler, SeededDataset
 from .evaluate import evaluate
@@ -113,7 +114,9 @@ def train(
 
     Runs data-parallel when started by ``paddle.distributed.launch``. Saves
     ``iter_N/`` every ``save_interval`` iterations and at the end, and ``best_model/``
-    (by val mIoU) when ``do_eval``. With a ``distill:`` section the model is trained as the
+    (by val mIoU) when ``do_eval``. The model's ``pretrained`` files (any level of the
+    ``model`` section) are loaded before the first step; a missing one is a ConfigError
+    before anything is built. With a ``distill:`` section the model is trained as the
     student of a frozen teacher (:mod:`paddleseg_ext.distill`); each loss term is logged
     under its name next to the total, with the teacher's share of the step time.
 
@@ -134,8 +137,10 @@ def train(
     if world_size > 1:
         dist.init_parallel_env()
     set_seed(seed)
+    check_pretrained(cfg)  # stock models read `pretrained` while built
     builder = build(cfg)
     model = builder.model
+    load_pretrained_weights(model)  # ours read it here
     distiller = _build_distiller(cfg, model)
     # The optimizer covers what is trained: the model, plus the distillation adapters.
     optimizer = _build_optimizer(builder, distiller or model)

@@ -5,7 +5,7 @@ backbones `TopFormerBackbone`, `StrideFormerBackbone`; models `TopFormerSeg`,
 `MobileSegExt`, `VIMWrapper`. No stock PaddleSeg name is reused.
 """
 
-from .convert import load_paddleseg_weights, load_pretrained
+from .convert import load_paddleseg_weights, load_pretrained, load_pretrained_weights
 from .strideformer import (
     STRIDEFORMER_PRESETS,
     MobileSegExt,
@@ -28,5 +28,6 @@ __all__ = [
     "VIMWrapper",
     "load_paddleseg_weights",
     "load_pretrained",
+    "load_pretrained_weights",
     "valid_class_interpolate",
 ]

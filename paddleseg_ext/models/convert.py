@@ -7,16 +7,22 @@ rules per architecture; tensors are reused unchanged (same layouts, same BatchNo
 Accepted sources: a full PaddleSeg model (`backbone.*` + `decode_head.*`) or a backbone alone
 (`tpm.*` / `smb1.*`), into our segmentor or our backbone alone. Layers our model does not
 build (e.g. the 9th row and 4th block dropped by the LPCVC student) are reported as unused.
+
+`load_pretrained_weights` is what training uses for the `pretrained` entries of a config: our
+segmentors and backbones only record the path when built, unlike stock PaddleSeg models.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
+from urllib.parse import urlparse
 
 import numpy as np
 import paddle
 import paddle.nn as nn
+from paddleseg.utils import logger
 
 Rule = tuple[str, str | Callable[[re.Match], str]]
 
@@ -164,10 +170,29 @@ def load_paddleseg_weights(
         (missing, unused): our keys left at their initial values, and converted source keys
         our model does not have.
     """
+    source = "the PaddleSeg state dict"
     if isinstance(state, str):
-        state = paddle.load(state)
+        source, state = state, paddle.load(state)
     converted = convert_paddleseg_state_dict(state, backbone_only=_is_backbone(model))
-    return _load(model, converted, strict)
+    return _load(model, converted, strict, source)
+
+
+def _align_prefix(
+    model: nn.Layer, state: Mapping[str, paddle.Tensor | np.ndarray]
+) -> Mapping[str, paddle.Tensor | np.ndarray]:
+    """Matches the `backbone.` prefix of our own keys to `model`.
+
+    A segmentor's file into a backbone keeps its `backbone.*` tensors without the prefix; a
+    backbone's file into a segmentor gets the prefix.
+    """
+    has_prefix = any(k.startswith("backbone.") for k in state)
+    if _is_backbone(model) and has_prefix:
+        return {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    if isinstance(getattr(model, "backbone", None), nn.Layer) and not has_prefix:
+        own = model.state_dict()
+        if not any(k in own for k in state):
+            return {"backbone." + k: v for k, v in state.items()}
+    return state
 
 
 def load_pretrained(
@@ -175,9 +200,12 @@ def load_pretrained(
 ) -> tuple[list[str], list[str]]:
     """Loads a `.pdparams` file saved from our model or from PaddleSeg's equivalent.
 
+    Logs how many tensors were loaded, and the keys left at their initial values or unused.
+
     Args:
         model: Our segmentor or backbone.
-        path: Weights file; PaddleSeg key names are detected and converted.
+        path: Weights file; PaddleSeg key names are detected and converted. A backbone's
+            file loads into the backbone of a segmentor, a segmentor's into a backbone.
         strict: As in `load_paddleseg_weights`; False by default so that a segmentor can
             start from backbone weights or from a model with another class count.
 
@@ -187,12 +215,61 @@ def load_pretrained(
     state = paddle.load(path)
     names = [k[len("backbone.") :] if k.startswith("backbone.") else k for k in state]
     if any(k.startswith(("tpm.", "smb1.")) for k in names):
-        return load_paddleseg_weights(model, state, strict)
-    return _load(model, state, strict)
+        converted = convert_paddleseg_state_dict(state, backbone_only=_is_backbone(model))
+        return _load(model, converted, strict, path)
+    return _load(model, _align_prefix(model, state), strict, path)
+
+
+def _is_ours(layer: nn.Layer) -> bool:
+    return type(layer).__module__.startswith("paddleseg_ext.")
+
+
+def load_pretrained_weights(model: nn.Layer, key: str = "model") -> list[str]:
+    """Loads the `pretrained` file of each of our layers in `model`, as training does.
+
+    Our segmentors and backbones only record `pretrained` when built; stock PaddleSeg
+    layers load theirs while being built and are left alone here. Inner layers load first,
+    so a segmentor's file overrides its backbone's. URLs are downloaded as PaddleSeg does.
+
+    Args:
+        model: A built model: ours, a stock one, or a stock wrapper around ours.
+        key: The config key of `model`, to name `pretrained` entries in errors.
+
+    Returns:
+        The files loaded, inner layers first.
+
+    Raises:
+        FileNotFoundError: A file does not exist; the message names its config key.
+        ConfigError: No tensor of a file fits its layer (another architecture's file).
+    """
+    from ..config import ConfigError
+
+    loaded = []
+    for name, layer in reversed(list(model.named_sublayers(include_self=True))):
+        path = getattr(layer, "pretrained", None)
+        if not (path and isinstance(path, str) and _is_ours(layer)):
+            continue
+        entry = f"{key}.{name}.pretrained" if name else f"{key}.pretrained"
+        if urlparse(path).netloc:
+            from paddleseg.utils import download_pretrained_model
+
+            path = download_pretrained_model(path)
+        elif not os.path.isfile(path):
+            raise FileNotFoundError(f"{entry}: pretrained weights file not found: {path}")
+        missing, _ = load_pretrained(layer, path)
+        if len(missing) == len(layer.state_dict()):
+            raise ConfigError(
+                f"{entry}: no tensor of {path} fits {type(layer).__name__} (wrong file?)"
+            )
+        loaded.append(path)
+    return loaded
 
 
 def _load(
-    model: nn.Layer, state: Mapping[str, paddle.Tensor | np.ndarray], strict: bool
+    model: nn.Layer,
+    state: Mapping[str, paddle.Tensor | np.ndarray],
+    strict: bool,
+    source: str = "the state dict",
 ) -> tuple[list[str], list[str]]:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -200,5 +277,23 @@ def _load(
     mismatched = [k for k in own if k in state and list(own[k].shape) != list(np.shape(state[k]))]
     if strict and (missing or mismatched):
         raise ValueError(f"missing keys: {missing}; shape mismatches: {mismatched}")
-    model.set_state_dict({k: v for k, v in state.items() if k in own and k not in mismatched})
+    loaded = {k: state[k] for k in own if k in state and k not in mismatched}
+    # Every key of `model` is given, its own value where none is loaded: Paddle would warn
+    # once per key left out, repeating the summary below.
+    model.set_state_dict({**own, **loaded})
+    name = type(model).__name__
+    logger.info(f"Loaded {len(loaded)}/{len(own)} tensors of {name} from {source}")
+    if missing:
+        logger.warning(
+            f"{len(missing)} tensor(s) of {name} not in {source}, left at their initial "
+            f"values: {', '.join(missing)}"
+        )
+    if mismatched:
+        shapes = [f"{k} {list(np.shape(state[k]))} vs {list(own[k].shape)}" for k in mismatched]
+        logger.warning(
+            f"{len(mismatched)} tensor(s) of {name} have another shape in {source}, left at "
+            f"their initial values: {', '.join(shapes)}"
+        )
+    if unused:
+        logger.info(f"{len(unused)} tensor(s) of {source} unused by {name}: {', '.join(unused)}")
     return missing + mismatched, unused

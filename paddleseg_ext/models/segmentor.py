@@ -28,8 +28,9 @@ class LightSegmentor(nn.Layer):
         vim_class_set: VIM class set, `"exact"` or `"present"`.
         vim_min_classes: Use VIM only with at least this many classes (0: always).
         align_corners: Bilinear `align_corners` of the final upsampling.
-        pretrained: Optional weights path (ours or PaddleSeg's); loaded by
-            `init_weights()`, never while building.
+        pretrained: Optional weights file or URL (ours or PaddleSeg's, of a segmentor or
+            of a backbone alone), never read while building: the training loop loads it
+            (`convert.load_pretrained_weights`), as does `init_weights()`.
     """
 
     def __init__(
@@ -56,11 +57,10 @@ class LightSegmentor(nn.Layer):
         self.pretrained = pretrained
 
     def init_weights(self) -> None:
-        """Loads `pretrained` if set (our checkpoint or PaddleSeg's)."""
-        if self.pretrained:
-            from .convert import load_pretrained
+        """Loads the backbone's `pretrained`, then this model's, where set."""
+        from .convert import load_pretrained_weights
 
-            load_pretrained(self, self.pretrained)
+        load_pretrained_weights(self)
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
         """Args:

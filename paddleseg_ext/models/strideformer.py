@@ -442,6 +442,9 @@ class StrideFormerBackbone(nn.Layer):
     Args:
         preset: `"tiny"`, `"base"` (published hyperparameters) or a StrideFormerCfg.
         in_channels: Image channels (PaddleSeg's builder fills it from the dataset).
+        pretrained: Optional weights file or URL of this backbone (ours or PaddleSeg's; a
+            whole segmentor's file gives its backbone part), loaded by the training loop,
+            never while building.
         **overrides: StrideFormerCfg fields, e.g. from YAML: `{gate_act: relu6}`.
 
     Attributes:
@@ -451,9 +454,14 @@ class StrideFormerBackbone(nn.Layer):
     """
 
     def __init__(
-        self, preset: str | StrideFormerCfg = "tiny", in_channels: int = 3, **overrides: Any
+        self,
+        preset: str | StrideFormerCfg = "tiny",
+        in_channels: int = 3,
+        pretrained: str | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__()
+        self.pretrained = pretrained
         cfg = self.cfg = strideformer_cfg(preset, **overrides)
         self.stem = ConvBNAct(in_channels, cfg.stem_chs, 3, stride=2, act=cfg.stem_act)
         self.stages = nn.LayerList()

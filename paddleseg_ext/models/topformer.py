@@ -420,6 +420,9 @@ class TopFormerBackbone(nn.Layer):
     Args:
         preset: `"tiny"`, `"small"`, `"base"` (published hyperparameters) or a TopFormerCfg.
         in_channels: Image channels (PaddleSeg's builder fills it from the dataset).
+        pretrained: Optional weights file or URL of this backbone (ours or PaddleSeg's; a
+            whole segmentor's file gives its backbone part), loaded by the training loop,
+            never while building.
         **overrides: TopFormerCfg fields, e.g. from YAML:
             `{num_rows: 8, depth: 3, input_size: [288, 288], token_grid: [5, 5]}`.
 
@@ -431,9 +434,14 @@ class TopFormerBackbone(nn.Layer):
     """
 
     def __init__(
-        self, preset: str | TopFormerCfg = "tiny", in_channels: int = 3, **overrides: Any
+        self,
+        preset: str | TopFormerCfg = "tiny",
+        in_channels: int = 3,
+        pretrained: str | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__()
+        self.pretrained = pretrained
         cfg = self.cfg = topformer_cfg(preset, **overrides)
         strides = cfg.level_strides
         if any(b <= a for a, b in zip(strides, strides[1:], strict=False)):

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paddleseg_ext.config import load_config
+from paddleseg_ext.config import build, load_config
+from paddleseg_ext.core.checkpoint import save_weights
 from paddleseg_ext.core.train import train
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,9 @@ EXPECTED = {
         "topformer_base_camvid.yml",
         "pp_mobileseg_tiny_camvid.yml",
         "topformer_tiny288_camvid.yml",
+        "topformer_tiny288_camvid_cwd.yml",
+        "topformer_tiny288_camvid_cgd.yml",
+        "topformer_tiny288_camvid_pkl_nfd.yml",
     },
     "ade20k": {
         "topformer_tiny_ade20k_512.yml",
@@ -192,6 +196,10 @@ def test_config_trains(
         transform["crop_size"] = CROP[dataset]
     expected_classes = {"lpcvc": 14, "camvid": 11, "ade20k": 150}[dataset]
     assert cfg.dic["model"]["num_classes"] == expected_classes
+    if "distill" in cfg.dic:  # a distillation recipe: its teacher gets random weights here
+        teacher = cfg.dic["distill"]["teacher"]
+        save_weights(str(tmp_path / "teacher"), build(load_config(teacher["config"])).model)
+        teacher["model_path"] = str(tmp_path / "teacher" / "model.pdparams")
 
     model = train(
         cfg, save_dir=str(tmp_path), log_iters=1, save_interval=ITERS, do_eval=True, seed=0

@@ -8,9 +8,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-
-from paddleseg_ext.core.predict import color_palette
-from paddleseg_ext.runtime import SegPredictor, create_runner, load_deploy
+from seg_runtime import SegPredictor, color_palette, create_runner, load_deploy
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 import pytest
 import yaml
+from seg_runtime import OrtRunner, PaddleRunner, load_deploy, to_labels
 
 from paddleseg_ext.config import ConfigError, build, load_config
 from paddleseg_ext.core.checkpoint import load_weights
@@ -22,7 +23,6 @@ from paddleseg_ext.export import (
     prepare_model,
 )
 from paddleseg_ext.models import VIMWrapper
-from paddleseg_ext.runtime import OrtRunner, PaddleRunner, load_deploy, to_labels
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIRS = ("lpcvc", "camvid", "ade20k")

@@ -11,12 +11,21 @@ import json
 import os
 import subprocess
 
+import numpy as np
+import paddle
 import pytest
+from seg_runtime import load_deploy
 
 from paddleseg_ext.config import ConfigError, load_config
-from paddleseg_ext.export import LITE_PYTHON_ENV, LITE_SCRIPT, REPO_ROOT, export, lite_python
-from paddleseg_ext.runtime import load_deploy
+from paddleseg_ext.export import export, lite_driver
 
+DRIVER = lite_driver()
+LITE_PYTHON_ENV, LITE_SCRIPT, lite_python = (
+    DRIVER.LITE_PYTHON_ENV,
+    DRIVER.LITE_SCRIPT,
+    DRIVER.lite_python,
+)
+REPO_ROOT = DRIVER.REPO_ROOT
 CONFIG_DIRS = ("lpcvc", "camvid", "ade20k")
 LITE_SIDE = 128
 LITE_VENV_STAMP = os.path.join(REPO_ROOT, ".venv-lite", ".installed")
@@ -79,7 +88,7 @@ def test_every_shipped_config_gives_nb(tmp_path) -> None:
         [lite_python(), LITE_SCRIPT, str(jobs_file)],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        env=dict(os.environ, PYTHONPATH=DRIVER.SIDE_PYTHONPATH),
         cwd=REPO_ROOT,
         timeout=1800,
     )
@@ -119,6 +128,61 @@ def test_export_formats_lite(tmp_path, make_config, make_weights) -> None:
     deploy = load_deploy(out)
     assert deploy["lite_model"] == "model.nb" and "model" not in deploy
     assert deploy["output_op"] == "argmax" and deploy["output_dtype"] == "int32"
+
+
+TOPFORMER_TINY = {k: v for k, v in TOPFORMER_TINY_VIM.items() if k != "upsample"}
+
+
+@pytest.mark.slow
+@needs_lite
+def test_export_lite_int8_through_paddleslim(tmp_path, make_config, make_weights) -> None:
+    """``--formats lite --quantize int8``: model_int8.nb with int8 convolutions."""
+    from helpers import load_tool  # noqa: PLC0415
+
+    config = make_config(TOPFORMER_TINY)
+    weights = make_weights(config, str(tmp_path / "model.pdparams"))
+    out = str(tmp_path / "out")
+    load_tool("export").main(
+        ["--config", config, "--model_path", weights, "--save_dir", out, "--formats", "lite",
+         "--quantize", "int8", "--calib_images", "4", "--input_shape", "1", "3", "64", "64",
+         "--device", "cpu"]
+    )  # fmt: skip
+    assert sorted(os.listdir(out)) == ["deploy.yaml", "model.nb", "model_int8.nb"]
+    deploy = load_deploy(out)
+    assert deploy["lite_int8_model"] == "model_int8.nb" and deploy["lite_model"] == "model.nb"
+    info = deploy["lite_quantization"]
+    assert info["algo"] == "abs_max" and info["calibration_images"] == 4
+    # The convolutions run in int8; the attention's matmuls stay float (no int8 kernel).
+    assert info["kernels"]["int8"]["conv2d"] > 0 and info["kernels"]["int8"]["depthwise_conv2d"] > 0
+    assert "matmul_v2" not in info["kernels"]["int8"] and info["kernels"]["float"]["matmul_v2"] > 0
+    assert 0.0 < info["label_agreement"] <= 1.0
+
+
+@pytest.mark.slow
+@needs_lite
+def test_lite_int8_agreement_is_measured_on_its_labels(tmp_path, make_config, make_weights):
+    """The reported agreement equals the one computed here from both programs' labels."""
+    from paddleseg_ext.config import build  # noqa: PLC0415
+    from paddleseg_ext.core.checkpoint import load_weights  # noqa: PLC0415
+
+    config = make_config(TOPFORMER_TINY)
+    weights = make_weights(config, str(tmp_path / "model.pdparams"))
+    cfg = load_config(config, "val")
+    model = build(cfg).model
+    load_weights(model, weights)
+    rng = np.random.default_rng(0)
+    batches = rng.standard_normal((3, 1, 3, 64, 64)).astype("float32")
+    result = DRIVER.quantize_lite(cfg, model, [1, 3, 64, 64], "argmax", str(tmp_path / "out"),
+                                  batches, "abs_max", eval_inputs=batches)  # fmt: skip
+    labels = result["eval_labels"]
+    assert labels["float"].shape == labels["int8"].shape == (3, 1, 64, 64)
+    agreement = float((labels["float"] == labels["int8"]).mean())
+    assert result["int8_label_agreement"] == pytest.approx(agreement, abs=1e-12)
+    # The float legacy program is the model itself: its labels equal dygraph's.
+    with paddle.no_grad():
+        model.eval()
+        logits = model(paddle.to_tensor(batches[0]))[0].numpy()
+    assert (labels["float"][0] == logits.argmax(1)).mean() >= 0.999
 
 
 def test_lite_refuses_vim_output_op(tmp_path, make_config) -> None:

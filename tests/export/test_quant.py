@@ -7,14 +7,15 @@ import sys
 
 import numpy as np
 import onnx
+import paddle
 import pytest
 from helpers import load_tool
+from seg_runtime import OrtRunner, load_deploy
 
 from paddleseg_ext.cli import run
 from paddleseg_ext.config import ConfigError, load_config
 from paddleseg_ext.export import sample_input
 from paddleseg_ext.quant import INT8_FILE, calibration_batches, check_quant_args
-from paddleseg_ext.runtime import OrtRunner, load_deploy
 
 TOPFORMER_TINY = {
     "type": "TopFormerSeg",
@@ -42,6 +43,11 @@ def weight_is_int8(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
 def test_int8_export_cli(monkeypatch, tmp_path, make_config, make_weights) -> None:
     config = make_config(TOPFORMER_TINY)
     weights = make_weights(config, str(tmp_path / "w.pdparams"))
+    # With its random classifier bias, one class wins every pixel by a margin no INT8
+    # rounding reaches, and the label agreement below would be 1 however it is computed.
+    state = paddle.load(weights)
+    state["head.classifier.bias"] = paddle.zeros_like(state["head.classifier.bias"])
+    paddle.save(state, weights)
     save_dir = str(tmp_path / "export")
     argv = ["export.py", "--config", config, "--model_path", weights, "--save_dir", save_dir]
     argv += ["--input_shape", "1", "3", str(SIDE), str(SIDE), "--output_op", "none"]
@@ -53,7 +59,6 @@ def test_int8_export_cli(monkeypatch, tmp_path, make_config, make_weights) -> No
     assert deploy["onnx_model"] == INT8_FILE and deploy["onnx_float_model"] == "model.onnx"
     quant = deploy["quantization"]
     assert quant["calibration_images"] == 3 and quant["calibration_batches"] == 3
-    assert 0.0 <= quant["label_agreement"] <= 1.0
 
     int8_file = os.path.join(save_dir, INT8_FILE)
     model = onnx.load(int8_file)
@@ -71,6 +76,11 @@ def test_int8_export_cli(monkeypatch, tmp_path, make_config, make_weights) -> No
     correlation = np.corrcoef(reference.ravel(), quantized.ravel())[0, 1]
     assert correlation >= MIN_LOGIT_CORRELATION, correlation
     assert not np.array_equal(reference, quantized)  # the INT8 model really differs
+    # The export's check ran the two models on this same input (the first val image, one
+    # thread): its agreement is the fraction of pixels whose argmax over the logits matches
+    # (0.90 with onnxruntime 1.32, so a wrong computation shows).
+    agreement = float(np.mean(reference.argmax(axis=1) == quantized.argmax(axis=1)))
+    assert quant["label_agreement"] == agreement
 
 
 def test_calibration_batches(make_config) -> None:

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 from helpers import load_tool
+from seg_runtime import color_palette
 
-from paddleseg_ext.core.predict import color_palette
 from paddleseg_ext.metrics import confusion_matrix, segmentation_metrics
 
 

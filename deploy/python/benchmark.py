@@ -1,0 +1,94 @@
+"""Latency of an exported model, printed in the layout of Paddle Lite's benchmark tool.
+
+python deploy/python/benchmark.py MODEL_DIR --backend onnxruntime --threads 1
+
+    ======= Perf Info =======
+    Time(unit: ms):
+    init  = 12.345
+    first = 6.789
+    min   = 4.321
+    max   = 5.432
+    avg   = 4.567
+
+``init`` is the time to create the predictor/session, ``first`` the first run, and
+min/max/avg cover ``--repeats`` runs after ``--warmup`` untimed ones, on random input.
+Needs only NumPy, PyYAML and the backend (no PaddlePaddle for onnxruntime or Paddle Lite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from seg_runtime import BACKENDS, create_runner, format_perf, load_deploy, measure_latency
+
+
+def resolve_input_shape(deploy: dict, input_shape: Sequence[int] | None) -> list[int]:
+    """``input_shape`` if given, else deploy.yaml's; it must have no dynamic size.
+
+    Raises:
+        ValueError: Mismatch with a fixed exported size, or a dynamic size left unset.
+    """
+    exported = [int(v) for v in deploy["input_shape"]]
+    if input_shape is None:
+        shape = [1 if i == 0 and v == -1 else v for i, v in enumerate(exported)]
+    else:
+        shape = [int(v) for v in input_shape]
+        if len(shape) != 4:
+            raise ValueError(f"--input_shape needs 4 values N,C,H,W, got {shape}")
+        clash = [i for i, (e, s) in enumerate(zip(exported, shape)) if -1 < e != s]
+        if clash:
+            raise ValueError(f"--input_shape {shape} differs from the exported {exported}")
+    if any(v <= 0 for v in shape):
+        raise ValueError(f"the model has a dynamic input {exported}: pass --input_shape 1,3,H,W")
+    return shape
+
+
+def parse_shape(text: str) -> list[int]:
+    """``"1,3,512,512"`` (or ``"1x3x512x512"``) -> [1, 3, 512, 512]."""
+    try:
+        return [int(v) for v in text.replace("x", ",").split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}; expected N,C,H,W") from err
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Benchmarks an export directory with one backend and prints the Perf Info block."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", help="Export directory holding deploy.yaml")
+    parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--input_shape", type=parse_shape, help="N,C,H,W (dynamic models)")
+    parser.add_argument("--int8", action="store_true", help="Paddle Lite: the INT8 model")
+    parser.add_argument(
+        "--cpu_only", action="store_true", help="onnxruntime: CPU provider only (no TensorRT)"
+    )
+    args = parser.parse_args(argv)
+    deploy = load_deploy(args.model_dir)
+    shape = resolve_input_shape(deploy, args.input_shape)
+    providers = ["CPUExecutionProvider"] if args.cpu_only else None
+    stats = measure_latency(
+        lambda: create_runner(
+            args.model_dir, args.backend, args.threads, providers=providers, int8=args.int8
+        ),
+        shape,
+        args.warmup,
+        args.repeats,
+    )
+    print(f"model: {args.model_dir}  backend: {args.backend}  threads: {args.threads}")
+    print(
+        f"input_shape: {','.join(map(str, shape))}  warmup: {args.warmup}  repeats: {args.repeats}"
+    )
+    print(format_perf(stats))
+    return stats
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

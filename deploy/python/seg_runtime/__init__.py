@@ -1,0 +1,51 @@
+"""Runtime for exported segmentation models, without PaddlePaddle or PaddleSeg.
+
+This folder runs on a board (Jetson, phone, any Python >= 3.8) next to an export directory:
+it imports only the standard library, NumPy, OpenCV and PyYAML, plus the one backend in use,
+imported when a runner is created: onnxruntime, Paddle Inference (``paddle.inference``) or
+Paddle Lite (``paddlelite.lite``). Everything it needs comes from the export's
+``deploy.yaml``. The training side (``paddleseg_ext``) imports this package, never the
+reverse.
+"""
+
+from .backends import BACKENDS, LiteRunner, OrtRunner, PaddleRunner, create_runner
+from .files import DEPLOY_FILE, ExportFiles, load_deploy
+from .media import IMAGE_EXTS, VIDEO_EXTS, color_palette, iter_inputs, list_images
+from .predictor import SegPredictor, to_labels
+from .preprocess import STRIDE, Preprocessor, model_input_size, resize_to_input
+from .timing import (
+    PERF_KEYS,
+    format_perf,
+    measure_latency,
+    summarize_ms,
+    time_interleaved,
+    time_runs,
+)
+
+__all__ = [
+    "BACKENDS",
+    "DEPLOY_FILE",
+    "IMAGE_EXTS",
+    "PERF_KEYS",
+    "STRIDE",
+    "VIDEO_EXTS",
+    "ExportFiles",
+    "LiteRunner",
+    "OrtRunner",
+    "PaddleRunner",
+    "Preprocessor",
+    "SegPredictor",
+    "color_palette",
+    "create_runner",
+    "format_perf",
+    "iter_inputs",
+    "list_images",
+    "load_deploy",
+    "measure_latency",
+    "model_input_size",
+    "resize_to_input",
+    "summarize_ms",
+    "time_interleaved",
+    "time_runs",
+    "to_labels",
+]

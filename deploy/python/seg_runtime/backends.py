@@ -1,0 +1,177 @@
+"""Inference backends behind one interface: ``runner(x) -> first output`` on NCHW float32.
+
+Each backend's package is imported when its runner is created, so a board needs only the
+one it uses: onnxruntime, Paddle Inference (``paddle.inference``) or Paddle Lite
+(``paddlelite.lite``, the ``.nb`` files made by ``--formats lite``).
+
+Paddle Inference runs with oneDNN disabled: with oneDNN enabled, Paddle 3.3.1 fails on these
+models (``ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<DoubleAttribute>``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .files import load_deploy
+
+BACKENDS = ("onnxruntime", "paddle", "lite")
+# Tried in this order when available; CPU always is.
+ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _import_backend(module: str, backend: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as err:
+        raise ImportError(
+            f"--backend {backend} needs the Python package {module.split('.')[0]!r}, "
+            f"which is not installed here ({err})"
+        ) from err
+
+
+class OrtRunner:
+    """An onnxruntime session, on TensorRT or CUDA when those providers are present.
+
+    Args:
+        onnx_file: ``model.onnx``.
+        threads: Intra-op threads of the CPU provider.
+        providers: Execution providers; None picks TensorRT, CUDA (when available) and CPU.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, onnx_file: str, threads: int = 1, providers: Sequence[str] | None = None
+    ) -> None:
+        ort = _import_backend("onnxruntime", self.name)
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ORT_ACCELERATED if p in available]
+            providers.append("CPUExecutionProvider")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(onnx_file, options, providers=list(providers))
+        self.providers = self.session.get_providers()
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Runs one batch ``x`` (N, C, H, W) float32 and returns the first output."""
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        return self.session.run(None, feed)[0]
+
+
+class PaddleRunner:
+    """A Paddle Inference predictor on CPU (oneDNN off) or GPU.
+
+    Args:
+        model_file: ``model.json`` (PIR) or ``model.pdmodel``.
+        params_file: ``model.pdiparams``.
+        threads: CPU math threads.
+        use_gpu: Run on the first CUDA device (needs a CUDA build of Paddle).
+    """
+
+    name = "paddle"
+
+    def __init__(
+        self, model_file: str, params_file: str, threads: int = 1, use_gpu: bool = False
+    ) -> None:
+        inference = _import_backend("paddle.inference", self.name)
+        config = inference.Config(model_file, params_file)
+        if use_gpu:
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.disable_mkldnn()
+            config.set_cpu_math_library_num_threads(threads)
+        config.disable_glog_info()
+        config.switch_ir_optim(True)
+        self.predictor = inference.create_predictor(config)
+        self.input_name = self.predictor.get_input_names()[0]
+        self.output_name = self.predictor.get_output_names()[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Runs one batch ``x`` (N, C, H, W) float32 and returns the first output."""
+        handle = self.predictor.get_input_handle(self.input_name)
+        handle.reshape(list(x.shape))
+        handle.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        self.predictor.run()
+        return self.predictor.get_output_handle(self.output_name).copy_to_cpu()
+
+
+class LiteRunner:
+    """A Paddle Lite predictor (``MobileConfig``) on a ``.nb`` model.
+
+    Args:
+        nb_file: ``model.nb`` (or ``model_int8.nb``), built by ``paddle_lite_opt`` for the
+            machine's target (arm on phones and Jetsons, x86 on a PC).
+        threads: CPU threads.
+    """
+
+    name = "lite"
+
+    def __init__(self, nb_file: str, threads: int = 1) -> None:
+        lite = _import_backend("paddlelite.lite", self.name)
+        config = lite.MobileConfig()
+        config.set_model_from_file(nb_file)
+        # ARM builds of paddlelite take a thread count; the x86 wheel's MobileConfig has no
+        # set_threads and runs with its own default.
+        if hasattr(config, "set_threads"):
+            config.set_threads(threads)
+        self.predictor = lite.create_paddle_predictor(config)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Runs one batch ``x`` (N, C, H, W) float32 and returns the first output."""
+        self.predictor.get_input(0).from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        self.predictor.run()
+        return self.predictor.get_output(0).numpy()
+
+
+def create_runner(
+    model_dir: str,
+    backend: str,
+    threads: int = 1,
+    *,
+    use_gpu: bool = False,
+    providers: Sequence[str] | None = None,
+    int8: bool = False,
+):
+    """Opens the exported model in ``model_dir`` with ``backend``.
+
+    Args:
+        model_dir: A directory written by the export (holding ``deploy.yaml``).
+        backend: One of ``BACKENDS``.
+        threads: CPU threads.
+        use_gpu: Paddle Inference on GPU.
+        providers: onnxruntime execution providers (None: best available).
+        int8: Paddle Lite: run ``lite_int8_model`` instead of ``lite_model``.
+
+    Raises:
+        ValueError: Unknown backend, or the directory lacks that backend's files.
+        ImportError: The backend's package is not installed.
+    """
+    deploy = load_deploy(model_dir)
+    if backend == "paddle":
+        if not deploy.get("model") or not deploy.get("params"):
+            raise ValueError(f"{model_dir}: no Paddle model (export with --formats paddle)")
+        return PaddleRunner(
+            os.path.join(model_dir, deploy["model"]),
+            os.path.join(model_dir, deploy["params"]),
+            threads,
+            use_gpu,
+        )
+    if backend == "onnxruntime":
+        if not deploy.get("onnx_model"):
+            raise ValueError(f"{model_dir}: no ONNX model (export with --formats onnx)")
+        return OrtRunner(os.path.join(model_dir, deploy["onnx_model"]), threads, providers)
+    if backend == "lite":
+        key = "lite_int8_model" if int8 else "lite_model"
+        if not deploy.get(key):
+            hint = "--formats lite --quantize int8" if int8 else "--formats lite"
+            raise ValueError(f"{model_dir}: no Paddle Lite {key} (export with {hint})")
+        return LiteRunner(os.path.join(model_dir, deploy[key]), threads)
+    raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -1,0 +1,77 @@
+"""Inputs and outputs on disk: image lists, video frames, the colour palette."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def list_images(image_path: str) -> list[str]:
+    """One image file, or every image under a folder (recursively, sorted)."""
+    if os.path.isfile(image_path):
+        return [image_path]
+    if not os.path.isdir(image_path):
+        raise FileNotFoundError(f"--image_path not found: {image_path}")
+    found = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(image_path)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTS)
+    ]
+    if not found:
+        raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTS)}) under {image_path}")
+    return sorted(found)
+
+
+def color_palette(num_classes: int) -> np.ndarray:
+    """A (num_classes, 3) uint8 RGB palette: the PASCAL VOC bit-interleaving scheme."""
+    palette = np.zeros((num_classes, 3), dtype=np.uint8)
+    for cls in range(num_classes):
+        c, shift = cls, 7
+        while c:
+            for ch in range(3):
+                palette[cls, ch] |= ((c >> ch) & 1) << shift
+            c >>= 3
+            shift -= 1
+    return palette
+
+
+def iter_inputs(path: str, max_frames: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+    """Yields ``(relative output name, BGR image)`` for an image, a folder or a video.
+
+    Video frames are named ``VIDEO/000000.png``; images keep their relative path with a
+    ``.png`` suffix.
+    """
+    if os.path.isfile(path) and path.lower().endswith(VIDEO_EXTS):
+        capture = cv2.VideoCapture(path)
+        if not capture.isOpened():
+            raise FileNotFoundError(f"Cannot open video {path}")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        index = 0
+        try:
+            while not max_frames or index < max_frames:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield os.path.join(stem, f"{index:06d}.png"), frame
+                index += 1
+        finally:
+            capture.release()
+        if index == 0:
+            raise ValueError(f"No frame could be read from {path}")
+        return
+    if os.path.isfile(path) and not path.lower().endswith(IMAGE_EXTS):
+        raise ValueError(f"{path}: not an image ({', '.join(IMAGE_EXTS)}) or a video file")
+    images = list_images(path)
+    root = os.path.dirname(path) if os.path.isfile(path) else path
+    for image_path in images:
+        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"Cannot read image {image_path}")
+        yield os.path.splitext(os.path.relpath(image_path, root))[0] + ".png", image

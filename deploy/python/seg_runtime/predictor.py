@@ -1,0 +1,84 @@
+"""Segmentation of BGR images with an exported model: preprocess, run, labels."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from .backends import create_runner
+from .files import load_deploy
+from .preprocess import Preprocessor, resize_to_input
+
+
+def to_labels(output: np.ndarray) -> np.ndarray:
+    """Class ids (N, H, W) from a model output: labels (N, 1, H, W) / (N, H, W) or scores.
+
+    Integer outputs are labels already; float outputs (N, C, H, W) are logits or
+    probabilities and take the argmax over C.
+    """
+    if np.issubdtype(output.dtype, np.integer):
+        return output.reshape(output.shape[0], *output.shape[-2:]).astype(np.int64)
+    return output.argmax(axis=1)
+
+
+class SegPredictor:
+    """Segments BGR images with an exported model: preprocessing, inference, labels.
+
+    The preprocessed image is brought to the model's input size (:func:`model_input_size`:
+    the export's fixed H/W, or the nearest multiple of 32 for a dynamic size), and the labels
+    back to the image size (nearest neighbour, paddings cropped).
+
+    Args:
+        model_dir: Export directory holding ``deploy.yaml``.
+        backend: ``"onnxruntime"``, ``"paddle"`` or ``"lite"``.
+        threads: CPU threads.
+        use_gpu: Paddle Inference on GPU.
+        providers: onnxruntime execution providers (None: TensorRT/CUDA when present, CPU).
+        int8: Paddle Lite: the INT8 ``.nb``.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        backend: str = "onnxruntime",
+        threads: int = 1,
+        *,
+        use_gpu: bool = False,
+        providers: Sequence[str] | None = None,
+        int8: bool = False,
+    ) -> None:
+        self.deploy = load_deploy(model_dir)
+        self.preprocessor = Preprocessor(self.deploy.get("transforms") or [])
+        self.runner = create_runner(
+            model_dir, backend, threads, use_gpu=use_gpu, providers=providers, int8=int8
+        )
+        self.input_shape = [int(v) for v in self.deploy["input_shape"]]
+        self.batch = max(self.input_shape[0], 1)
+        self.num_classes = int(self.deploy["num_classes"])
+        self.class_names = list(self.deploy.get("class_names") or range(self.num_classes))
+
+    def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        """(H, W, 3) BGR image -> (N, 3, h, w) float32 model input."""
+        chw, _ = self.preprocessor(image_bgr)
+        chw = resize_to_input(chw, self.input_shape)
+        return np.repeat(chw[np.newaxis], self.batch, axis=0)
+
+    def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+        """Segments one image.
+
+        Returns:
+            ``(labels, latency_ms)``: int64 labels (H, W) at the image size, and the time of
+            the inference call alone.
+        """
+        chw, steps = self.preprocessor(image_bgr)
+        size = chw.shape[1:]
+        x = np.repeat(resize_to_input(chw, self.input_shape)[np.newaxis], self.batch, axis=0)
+        start = time.perf_counter()
+        output = self.runner(x)
+        latency = (time.perf_counter() - start) * 1000
+        labels = to_labels(output)[0].astype(np.int32)
+        # Undone last to first: the resize to the model input, then each transform's step.
+        labels = Preprocessor.restore(labels, list(steps) + [("resize", size)])
+        return labels.astype(np.int64), latency

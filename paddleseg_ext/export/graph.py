@@ -1,0 +1,133 @@
+"""The exported graph: the model plus its output op, and the Paddle inference program.
+
+Output ops (``OUTPUT_OPS``), appended by :class:`ExportModel`:
+
+- ``argmax``: int32 labels (N, 1, H, W); a model that already returns labels (VIM) keeps them;
+- ``softmax``: float32 probabilities (N, C, H, W) (models returning logits only);
+- ``none``: the model's own output (logits, or labels for a VIM model);
+- ``vim``: int32 labels (N, 1, H, W) by valid-class interpolation; a model with
+  ``upsample: bilinear`` is switched to VIM, a stock ``decode_head(backbone(x))`` model is
+  wrapped with ``VIMWrapper``.
+
+The Paddle Lite side environment (Paddle 2.6) imports this module too, to build the same
+graph for its legacy program.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from seg_runtime import ExportFiles
+
+from ..config import ConfigError
+from ..models.vim import LogitsUpsample, VIMWrapper
+
+OUTPUT_OPS = ("argmax", "softmax", "none", "vim")
+INPUT_NAME = "x"
+
+
+class ExportModel(nn.Layer):
+    """Appends the output op to a segmentor returning ``[logits]`` or ``[labels]``.
+
+    Args:
+        model: The segmentor, in eval mode.
+        output_op: ``argmax``, ``softmax``, ``none`` or ``vim`` (labels, as ``argmax``).
+        outputs_labels: The model returns int labels (N, 1, H, W) rather than logits.
+    """
+
+    def __init__(self, model: nn.Layer, output_op: str, outputs_labels: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.output_op = output_op
+        self.outputs_labels = outputs_labels
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Args:
+            x: Images of shape (N, 3, H, W).
+
+        Returns:
+            Int32 labels (N, 1, H, W), probabilities or logits (N, C, H, W).
+        """
+        out = self.model(x)[0]
+        if self.outputs_labels:
+            return out.astype("int32")
+        if self.output_op in ("argmax", "vim"):
+            return paddle.argmax(out, axis=1, keepdim=True).astype("int32")
+        if self.output_op == "softmax":
+            return F.softmax(out, axis=1)
+        return out
+
+
+def outputs_labels(model: nn.Layer) -> bool:
+    """Whether ``model`` returns int labels in eval mode (valid-class interpolation on)."""
+    return any(
+        isinstance(layer, LogitsUpsample) and layer.use_vim
+        for layer in model.sublayers(include_self=True)
+    )
+
+
+def prepare_model(model: nn.Layer, output_op: str, num_classes: int) -> nn.Layer:
+    """Checks ``output_op`` against ``model`` and, for ``vim``, turns VIM on.
+
+    A model with a ``LogitsUpsample`` ``upsample`` layer (TopFormerSeg, MobileSegExt) gets a
+    VIM one with the same class set and ``align_corners``; a stock segmentor built as
+    ``decode_head(backbone(x))`` is wrapped with ``VIMWrapper``. Load weights before this.
+
+    Args:
+        model: The built segmentor.
+        output_op: One of ``OUTPUT_OPS``.
+        num_classes: Number of classes.
+
+    Returns:
+        The model to export (the same object, or a ``VIMWrapper`` around it).
+
+    Raises:
+        ConfigError: Unknown op, ``softmax`` on a model returning labels, or ``vim`` on a
+            model without VIM support.
+    """
+    if output_op not in OUTPUT_OPS:
+        raise ConfigError(f"unknown --output_op {output_op!r}; choose from {', '.join(OUTPUT_OPS)}")
+    labels = outputs_labels(model)
+    if output_op == "softmax" and labels:
+        raise ConfigError(
+            "--output_op softmax needs logits, but this model returns labels in eval mode "
+            "(upsample: vim); use --output_op argmax/vim or set upsample: bilinear"
+        )
+    if output_op != "vim" or labels:
+        return model
+    upsample = getattr(model, "upsample", None)
+    if isinstance(upsample, LogitsUpsample):
+        # The user asked for VIM, so any class-count threshold is dropped.
+        model.upsample = LogitsUpsample(
+            num_classes, "vim", upsample.class_set, 0, upsample.align_corners
+        )
+        return model
+    if isinstance(getattr(model, "backbone", None), nn.Layer) and isinstance(
+        getattr(model, "decode_head", None), nn.Layer
+    ):
+        align = bool(getattr(model, "align_corners", False))
+        return VIMWrapper(model, num_classes, align_corners=align)
+    raise ConfigError(
+        f"--output_op vim: {type(model).__name__} has no VIM support (it needs an `upsample` "
+        "layer as TopFormerSeg/MobileSegExt, or `backbone` + `decode_head` sub-layers)"
+    )
+
+
+def save_paddle(layer: nn.Layer, input_shape: Sequence[int], save_dir: str) -> dict[str, str]:
+    """Writes the PIR inference program ``model.json`` + ``model.pdiparams``.
+
+    Returns:
+        ``{"model": "model.json", "params": "model.pdiparams"}`` (names in ``save_dir``).
+    """
+    layer.eval()
+    spec = [paddle.static.InputSpec(list(input_shape), "float32", INPUT_NAME)]
+    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    paddle.jit.save(static, os.path.join(save_dir, ExportFiles.PREFIX))
+    for name in (ExportFiles.PADDLE_MODEL, ExportFiles.PADDLE_LEGACY_MODEL):
+        if os.path.isfile(os.path.join(save_dir, name)):
+            return {"model": name, "params": ExportFiles.PADDLE_PARAMS}
+    raise RuntimeError(f"paddle.jit.save wrote no model file in {save_dir}")

@@ -1,0 +1,81 @@
+"""Paddle inference program -> ONNX with paddle2onnx, in a child process.
+
+paddle2onnx's default optimizer ("polygraphy") sets ``POLYGRAPHY_AUTOINSTALL_DEPS=1`` and
+pip-installs packages at run time. The conversion here uses ``optimize_tool="none"`` with
+``POLYGRAPHY_AUTOINSTALL_DEPS=0``, and runs in a child process, because paddle2onnx aborts
+the whole process (SIGABRT) on an operator it cannot convert (e.g. adaptive pooling with a
+dynamic input size); the child's error lines are reported instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+
+# Before anything imports paddle2onnx (and polygraphy): never install packages at run time.
+os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+
+
+def _convert_onnx_child(
+    model_file: str, params_file: str, onnx_file: str, opset: int, log_file: str
+) -> None:
+    """Child process body of ``convert_onnx``: paddle2onnx with its output sent to a file."""
+    import faulthandler
+
+    # An abort is reported by the parent from the log; no inherited crash dump to stderr.
+    faulthandler.disable()
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+    import paddle2onnx
+
+    paddle2onnx.export(
+        model_file,
+        params_file,
+        onnx_file,
+        opset_version=opset,
+        auto_upgrade_opset=False,
+        enable_onnx_checker=True,
+        optimize_tool="none",
+    )
+
+
+def convert_onnx(
+    model_file: str, params_file: str, onnx_file: str, opset: int = 13, timeout: float = 600
+) -> None:
+    """Converts a Paddle inference program to ONNX with paddle2onnx, in a child process.
+
+    The child is forked where the platform allows it (it then shares the loaded Paddle and
+    starts in well under a second), else spawned.
+
+    Raises:
+        RuntimeError: The conversion failed or timed out; the message holds paddle2onnx's
+            error lines.
+    """
+    if os.path.exists(onnx_file):
+        os.remove(onnx_file)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
+        log_file = log.name
+    try:
+        child = multiprocessing.get_context(method).Process(
+            target=_convert_onnx_child,
+            args=(model_file, params_file, onnx_file, opset, log_file),
+        )
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        with open(log_file, errors="replace") as f:
+            lines = f.read().splitlines()
+    finally:
+        os.remove(log_file)
+    if child.exitcode != 0 or not os.path.isfile(onnx_file):
+        errors = [line for line in lines if "ERROR" in line or "Error" in line] or lines[-5:]
+        raise RuntimeError(
+            f"paddle2onnx could not convert {model_file} (exit code {child.exitcode}):\n"
+            + "\n".join(errors[-8:])
+        )

@@ -1,0 +1,258 @@
+"""Export for deployment: Paddle Inference (PIR), ONNX, Paddle Lite, ``deploy.yaml``, check.
+
+``export`` writes into one directory (names from ``seg_runtime.ExportFiles``):
+
+- ``model.json`` + ``model.pdiparams``: the PIR inference program (``paddle.jit.save``);
+- ``model.onnx``: converted from the PIR program by paddle2onnx (:mod:`.onnx_convert`);
+- ``model.nb``: Paddle Lite (arm), converted in the CPython 3.10 side environment
+  (``make lite-env``) by the driver in ``deploy/lite/`` (:func:`lite_driver`);
+- ``deploy.yaml``: the files actually written, the preprocessing (the config's val
+  transforms, which the device runtime must support), the input shape, the output op,
+  dtype and layout, and the class names.
+
+The graph ends with the chosen output op (:mod:`.graph`). After export, Paddle Inference and
+onnxruntime run the files on one sample (a val image when the dataset is on disk, else
+random values) and are compared with the dygraph model (:mod:`.verify`).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import yaml
+from paddleseg.cvlibs import Config
+from paddleseg.utils import logger
+from seg_runtime import DEPLOY_FILE, ExportFiles, Preprocessor
+
+from ..config import ConfigError, build, dataset_info
+from ..core.checkpoint import load_weights
+from .graph import INPUT_NAME, OUTPUT_OPS, ExportModel, outputs_labels, prepare_model, save_paddle
+from .onnx_convert import convert_onnx
+from .verify import MIN_AGREEMENT, logit_differences, sample_input, verify_export
+
+FORMATS = ("paddle", "onnx", "lite")
+DEFAULT_FORMATS = ("paddle", "onnx")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LITE_DRIVER = os.path.join(REPO_ROOT, "deploy", "lite", "driver.py")
+
+
+def lite_driver():
+    """The Paddle Lite driver, ``deploy/lite/driver.py`` (it needs a repository checkout).
+
+    Raises:
+        ConfigError: No repository checkout around this package.
+    """
+    name = "paddleseg_ext_lite_driver"
+    if name not in sys.modules:
+        if not os.path.isfile(LITE_DRIVER):
+            raise ConfigError(f"--formats lite needs {LITE_DRIVER} (a repository checkout)")
+        spec = importlib.util.spec_from_file_location(name, LITE_DRIVER)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@dataclass
+class ExportResult:
+    """What ``export`` wrote and measured.
+
+    Attributes:
+        save_dir: The export directory.
+        files: Written files by role (``model``, ``params``, ``onnx_model``, ``deploy``).
+        checks: Per backend, ``label_agreement`` (vs. the dygraph model, in [0, 1]) and
+            ``max_abs_diff`` of the logits (or of the probabilities with ``softmax``; None
+            for a model that outputs labels itself, as with VIM). Empty when not verified.
+        passed: Every agreement reached ``MIN_AGREEMENT`` (True when not verified).
+    """
+
+    save_dir: str
+    files: dict[str, str]
+    checks: dict[str, dict] = field(default_factory=dict)
+    passed: bool = True
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """Parses ``"paddle,onnx"`` (or a list) into known formats, in the order given.
+
+    Raises:
+        ConfigError: Empty list or unknown format.
+    """
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    names = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown export format(s) {unknown or formats!r}; choose from {', '.join(FORMATS)}"
+        )
+    return names
+
+
+def check_input_shape(shape: Sequence[int]) -> list[int]:
+    """Checks an input shape (N, C, H, W); N, H and W may be -1 (dynamic).
+
+    Raises:
+        ConfigError: Not 4 values, C not 3, or a size that is neither positive nor -1.
+    """
+    shape = [int(v) for v in shape]
+    if len(shape) != 4:
+        raise ConfigError(f"--input_shape needs 4 values N C H W, got {shape}")
+    if shape[1] != 3:
+        raise ConfigError(f"--input_shape: the models take 3-channel images, got C={shape[1]}")
+    if any(v == 0 or v < -1 for v in shape):
+        raise ConfigError(f"--input_shape: sizes must be positive or -1 (dynamic), got {shape}")
+    return shape
+
+
+def val_transforms(cfg: Config) -> list[dict]:
+    """The config's val transforms as plain dicts (the deployed preprocessing)."""
+    ds_cfg = cfg.dic.get("val_dataset") or {}
+    return copy.deepcopy(list(ds_cfg.get("transforms") or [{"type": "Normalize"}]))
+
+
+def default_input_shape(cfg: Config) -> list[int]:
+    """(1, 3, H, W) from a val ``Resize`` (its ``target_size`` is (w, h)), else 512x512."""
+    for t in val_transforms(cfg):
+        if t.get("type") == "Resize":
+            w, h = t.get("target_size", (512, 512))
+            return [1, 3, int(h), int(w)]
+    return [1, 3, 512, 512]
+
+
+def write_deploy_yaml(save_dir: str, info: dict) -> str:
+    """Writes ``save_dir/deploy.yaml`` as ``{"Deploy": info}`` and returns its path."""
+    path = os.path.join(save_dir, DEPLOY_FILE)
+    with open(path, "w") as f:
+        yaml.safe_dump({"Deploy": info}, f, sort_keys=False, default_flow_style=None)
+    return path
+
+
+def export(
+    cfg: Config,
+    save_dir: str,
+    *,
+    model_path: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    output_op: str = "argmax",
+    formats: str | Sequence[str] = DEFAULT_FORMATS,
+    opset: int = 13,
+    verify: bool = True,
+    threads: int = 1,
+) -> ExportResult:
+    """Exports the config's model for deployment (see the module docstring).
+
+    Args:
+        cfg: A loaded config (``load_config(path, "val")``).
+        save_dir: Output directory (created).
+        model_path: ``model.pdparams`` or its folder; None keeps random weights (warned).
+        input_shape: (N, 3, H, W), -1 for a dynamic N/H/W; None: ``default_input_shape``.
+        output_op: One of ``OUTPUT_OPS``.
+        formats: Subset of ``FORMATS`` (list or comma-separated string).
+        opset: ONNX opset.
+        verify: Run the exported files and compare them with the dygraph model.
+        threads: CPU threads of the check.
+
+    Returns:
+        The files written and the check results.
+
+    Raises:
+        ConfigError: Unsupported option combination (raised before anything is written).
+        RuntimeError: A conversion failed.
+    """
+    names = parse_formats(formats)
+    if output_op not in OUTPUT_OPS:
+        raise ConfigError(f"unknown --output_op {output_op!r}; choose from {', '.join(OUTPUT_OPS)}")
+    if "lite" in names:
+        lite_driver().check_lite(output_op)
+    shape = check_input_shape(input_shape) if input_shape else default_input_shape(cfg)
+    try:  # what the device runtime cannot preprocess must not be exported
+        Preprocessor(val_transforms(cfg))
+    except ValueError as err:
+        raise ConfigError(f"val_dataset.transforms: {err}") from err
+    if model_path is not None and not os.path.exists(model_path):
+        raise FileNotFoundError(f"--model_path not found: {model_path}")
+    num_classes, _, class_names = dataset_info(cfg, "val")
+
+    model = build(cfg).model
+    if model_path is None:
+        logger.warning("No --model_path: exporting randomly initialised weights")
+    else:
+        load_weights(model, model_path)
+    model = prepare_model(model, output_op, num_classes)
+    labels = outputs_labels(model)
+    model.eval()
+    layer = ExportModel(model, output_op, labels)
+    layer.eval()
+
+    os.makedirs(save_dir, exist_ok=True)
+    for stale in ExportFiles.ALL:
+        if os.path.exists(os.path.join(save_dir, stale)):
+            os.remove(os.path.join(save_dir, stale))
+    files: dict[str, str] = {}
+    # ONNX is converted from the Paddle program; without "paddle" that stays in a temp dir.
+    paddle_dir = save_dir if "paddle" in names else tempfile.mkdtemp(prefix="export_")
+    try:
+        paddle_files = save_paddle(layer, shape, paddle_dir)
+        if "paddle" in names:
+            files.update(paddle_files)
+        if "onnx" in names:
+            convert_onnx(
+                os.path.join(paddle_dir, paddle_files["model"]),
+                os.path.join(paddle_dir, paddle_files["params"]),
+                os.path.join(save_dir, ExportFiles.ONNX),
+                opset,
+            )
+            files["onnx_model"] = ExportFiles.ONNX
+    finally:
+        if paddle_dir != save_dir:
+            shutil.rmtree(paddle_dir, ignore_errors=True)
+    if "lite" in names:
+        files["lite_model"] = lite_driver().convert_lite(
+            cfg, model, shape, output_op, save_dir, verify
+        )
+
+    label_output = labels or output_op in ("argmax", "vim")
+    info = {
+        **files,
+        "transforms": val_transforms(cfg),
+        "input_name": INPUT_NAME,
+        "input_shape": list(shape),
+        "output_op": output_op,
+        "output_dtype": "int32" if label_output else "float32",
+        "output_layout": "labels N,1,H,W" if label_output else "scores N,C,H,W",
+        "num_classes": num_classes,
+        "class_names": class_names,
+        "model_type": type(model).__name__,
+        "opset": opset if "onnx" in names else None,
+    }
+    files["deploy"] = os.path.relpath(write_deploy_yaml(save_dir, info), save_dir)
+    result = ExportResult(save_dir=save_dir, files=files)
+    logger.info(f"Exported {', '.join(files.values())} to {save_dir}")
+
+    if verify:
+        x, source = sample_input(cfg, shape)
+        result.checks = verify_export(layer, save_dir, files, x, threads)
+        if not labels and label_output:
+            diffs = logit_differences(
+                model, shape, "model" in files, "onnx_model" in files, x, opset, threads
+            )
+            for backend, diff in diffs.items():
+                result.checks[backend]["max_abs_diff"] = diff
+        result.passed = all(c["label_agreement"] >= MIN_AGREEMENT for c in result.checks.values())
+        logger.info(f"Export check on {source}, input {list(x.shape)}:")
+        for backend, check in result.checks.items():
+            diff = check["max_abs_diff"]
+            diff_text = "n/a (the model outputs labels)" if diff is None else f"{diff:.3g}"
+            logger.info(
+                f"  {backend:<17} label agreement {100 * check['label_agreement']:.3f}% vs "
+                f"dygraph, max |logit diff| {diff_text}"
+            )
+    return result

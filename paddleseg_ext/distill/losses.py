@@ -25,10 +25,21 @@ from paddleslim.dygraph.dist.losses.basic_loss import BASIC_LOSS
 _PAD_LOGIT = -1e9
 
 
+def _log_softmax(x: paddle.Tensor) -> paddle.Tensor:
+    """log_softmax over the last axis from elementwise ops and reductions.
+
+    Paddle 3.3's CPU ``F.log_softmax`` is pathologically slow on long rows: 37 s forward +
+    backward for 44 rows of 42,240 values (CWD on 4 x 11 x 176 x 240 logits), against 0.1 s
+    for this composition.
+    """
+    shifted = x - x.max(axis=-1, keepdim=True).detach()
+    return shifted - shifted.exp().sum(axis=-1, keepdim=True).log()
+
+
 def _kl_rows(student: paddle.Tensor, teacher: paddle.Tensor) -> paddle.Tensor:
     """KL(p_T || p_S) along the last axis, p = softmax of the given (already scaled) scores."""
-    log_p_s = F.log_softmax(student, axis=-1)
-    log_p_t = F.log_softmax(teacher, axis=-1)
+    log_p_s = _log_softmax(student)
+    log_p_t = _log_softmax(teacher)
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(axis=-1)
 
 
@@ -116,7 +127,8 @@ class PKL(nn.Layer):
         """Args: student, teacher (Tensor): Have shape (N, C, H, W). Returns: 0-d loss."""
         student, teacher = _channels_last(student), _channels_last(teacher)
         kl = _kl_rows(student / self.tau, teacher / self.tau)
-        mse = (F.softmax(student, axis=-1) - F.softmax(teacher, axis=-1)).square().mean(axis=-1)
+        p_s, p_t = _log_softmax(student).exp(), _log_softmax(teacher).exp()
+        mse = (p_s - p_t).square().mean(axis=-1)
         return (self.k1 * self.tau**2 * kl + (1 - self.k1) * mse).mean()
 
 

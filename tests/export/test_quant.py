@@ -100,7 +100,7 @@ def test_calibration_batches(make_config) -> None:
     [
         (("int4", 8, ("onnx",), "argmax"), "unknown --quantize"),
         (("int8", 0, ("onnx",), "argmax"), "at least 1"),
-        (("int8", 8, ("paddle",), "argmax"), "add onnx to --formats"),
+        (("int8", 8, ("paddle",), "argmax"), "add onnx or lite to --formats"),
         (("int8", 8, ("onnx",), "vim"), "not supported with --output_op vim"),
     ],
 )
@@ -116,5 +116,12 @@ def test_cli_rejects_before_writing(monkeypatch, capsys, tmp_path, make_config) 
     with pytest.raises(SystemExit) as exc:
         run(load_tool("export").main)
     assert exc.value.code == 2
-    assert "add onnx to --formats" in capsys.readouterr().err
+    assert "add onnx or lite to --formats" in capsys.readouterr().err
+    assert not save_dir.exists()
+    # Paddle Lite INT8 rebuilds the model from its weights: refused without --model_path.
+    monkeypatch.setattr(sys, "argv", argv + ["--formats", "lite", "--quantize", "int8"])
+    with pytest.raises(SystemExit) as exc:
+        run(load_tool("export").main)
+    assert exc.value.code == 2
+    assert "--formats lite needs --model_path" in capsys.readouterr().err
     assert not save_dir.exists()

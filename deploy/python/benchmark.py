@@ -18,10 +18,10 @@ Needs only NumPy, PyYAML and the backend (no PaddlePaddle for onnxruntime or Pad
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from seg_runtime import BACKENDS, create_runner, format_perf, load_deploy, measure_latency
+from seg_runtime.cli import run
 
 
 def resolve_input_shape(deploy: dict, input_shape: Sequence[int] | None) -> list[int]:
@@ -87,8 +87,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import cv2
 import numpy as np
 from seg_runtime import BACKENDS, SegPredictor, color_palette, iter_inputs
+from seg_runtime.cli import run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,8 +76,4 @@ def main(argv: list[str] | None = None) -> list[float]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

@@ -30,11 +30,11 @@ import time
 
 import numpy as np
 from seg_runtime import OrtRunner, resize_to_input, summarize_ms, time_interleaved, to_labels
+from seg_runtime.metrics import SegMetricAccumulator, resize_nearest
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, dataset_info, load_config
 from paddleseg_ext.export import export
-from paddleseg_ext.metrics import SegMetricAccumulator, resize_nearest
 from paddleseg_ext.quant import CALIB_METHODS, INT8_FILE, quantize_export
 
 # name, config, weights, deploy input H, W. TopFormer-tiny-288 resizes any input to 288x384

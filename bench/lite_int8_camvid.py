@@ -27,12 +27,12 @@ import time
 
 import numpy as np
 from seg_runtime import Preprocessor, resize_to_input
+from seg_runtime.metrics import SegMetricAccumulator, resize_nearest
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, dataset_info, load_config
 from paddleseg_ext.core.checkpoint import load_weights
 from paddleseg_ext.export import lite_driver, val_transforms
-from paddleseg_ext.metrics import SegMetricAccumulator, resize_nearest
 from paddleseg_ext.quant import CALIB_METHODS, LITE_ALGOS, calibration_batches
 
 

@@ -9,8 +9,7 @@ import paddle
 import paddle.nn.functional as F
 from paddleseg.utils import logger
 from prettytable import PrettyTable
-
-from ..metrics import SegMetricAccumulator
+from seg_runtime.metrics import SegMetricAccumulator
 
 
 def predict_labels(model: paddle.nn.Layer, img: paddle.Tensor, size: list[int]) -> np.ndarray:

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from helpers import load_tool
 from seg_runtime import color_palette
-
-from paddleseg_ext.metrics import confusion_matrix, segmentation_metrics
+from seg_runtime.metrics import confusion_matrix, segmentation_metrics
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from sklearn.metrics import cohen_kappa_score
-
-from paddleseg_ext.metrics import (
+from seg_runtime.metrics import (
     SegMetricAccumulator,
     confusion_matrix,
     lpcvc_accuracy,
@@ -13,6 +11,7 @@ from paddleseg_ext.metrics import (
     resize_nearest,
     segmentation_metrics,
 )
+from sklearn.metrics import cohen_kappa_score
 
 # A 3-class example used by several tests. Pixel pairs (gt, pred):
 # (0,0) (0,1) (1,1) / (1,1) (2,2) (2,0)

@@ -221,8 +221,7 @@ def lpcvc_accuracy(
     if not preds:
         raise ValueError("lpcvc_accuracy needs at least one image")
     scores = [
-        lpcvc_image_dice(p, g, num_classes=num_classes, size=size)
-        for p, g in zip(preds, labels, strict=True)
+        lpcvc_image_dice(p, g, num_classes=num_classes, size=size) for p, g in zip(preds, labels)
     ]
     return float(np.mean(scores))
 
@@ -285,7 +284,7 @@ class SegMetricAccumulator:
         self.confusion += confusion_matrix(pred, label, self.num_classes, self.ignore_index)
         self.num_images += pred.shape[0]
         if self.lpcvc:
-            for p, g in zip(pred, label, strict=True):
+            for p, g in zip(pred, label):  # equal shapes: confusion_matrix checked them
                 self.image_dice.append(
                     lpcvc_image_dice(
                         p,

@@ -17,8 +17,8 @@ import argparse
 import os
 
 import numpy as np
-from PIL import Image
 from seg_runtime.cli import run
+from seg_runtime.media import read_index_label
 from seg_runtime.metrics import lpcvc_image_dice
 
 LABEL_EXTS = (".png", ".bmp", ".tif", ".tiff")
@@ -35,16 +35,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ignore_index", type=int, help="Ground-truth value to skip (the challenge has none)"
     )
     return parser.parse_args(argv)
-
-
-def read_label(path: str) -> np.ndarray:
-    """A class-id map; a 3-channel (or RGBA) image gives its first channel."""
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img)
-    except OSError as err:
-        raise ValueError(f"cannot read label image {path}: {err}") from err
-    return array[..., 0] if array.ndim == 3 else array
 
 
 def label_files(folder: str, role: str) -> dict[str, str]:
@@ -74,8 +64,8 @@ def score(
     dices = []
     for name in sorted(gts):
         try:
-            dices.append(lpcvc_image_dice(read_label(preds[name]), read_label(gts[name]),
-                                          num_classes, size, ignore_index))  # fmt: skip
+            pred, gt = read_index_label(preds[name]), read_index_label(gts[name])
+            dices.append(lpcvc_image_dice(pred, gt, num_classes, size, ignore_index))
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from err
     return {"images": len(dices), "mean_dice": float(np.mean(dices))}

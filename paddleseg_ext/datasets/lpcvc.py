@@ -14,41 +14,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 from paddleseg.cvlibs import manager
 from paddleseg.datasets import Dataset
 from paddleseg.transforms import Compose
-from PIL import Image
+from seg_runtime.media import read_index_label
 
 __all__ = ["LPCVC2023", "read_index_label"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-
-
-def read_index_label(path: str) -> np.ndarray:
-    """Reads a class-index PNG as a 2-D uint8 array.
-
-    Palette and grayscale PNGs hold the ids directly. Some LPCVC ground truths are stored as
-    3-channel images; the challenge's scorer reads those with imageio (RGB order) and keeps
-    channel 0, so we keep the first stored channel too (not OpenCV's BGR channel 0).
-
-    Args:
-        path: Label file.
-
-    Returns:
-        np.ndarray: (H, W) uint8 class ids.
-    """
-    with Image.open(path) as img:
-        label = np.array(img)  # a writable copy: transforms may modify it in place
-    if label.ndim == 3:
-        label = label[:, :, 0]
-    if label.ndim != 2:
-        raise ValueError(f"label {path} has unsupported shape {label.shape}")
-    if label.dtype != np.uint8:
-        if label.size and (label.min() < 0 or label.max() > 255):
-            raise ValueError(f"label {path} has ids outside 0..255")
-        label = label.astype(np.uint8)
-    return np.ascontiguousarray(label)
 
 
 class _IndexLabelCompose(Compose):

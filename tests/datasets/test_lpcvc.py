@@ -4,9 +4,9 @@ import paddleseg.transforms as T
 import pytest
 from paddleseg.cvlibs import manager
 from PIL import Image
+from seg_runtime.media import read_index_label
 
 from paddleseg_ext.datasets import LPCVC2023
-from paddleseg_ext.datasets.lpcvc import read_index_label
 
 SIZE = 32
 

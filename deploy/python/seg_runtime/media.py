@@ -75,3 +75,37 @@ def iter_inputs(path: str, max_frames: int = 0) -> Iterator[tuple[str, np.ndarra
         if image is None:
             raise ValueError(f"Cannot read image {image_path}")
         yield os.path.splitext(os.path.relpath(image_path, root))[0] + ".png", image
+
+
+def read_index_label(path: str) -> np.ndarray:
+    """Reads a class-index PNG as a 2-D uint8 array.
+
+    Palette and grayscale PNGs hold the ids directly. Some LPCVC ground truths are stored as
+    3-channel images; the challenge's scorer reads those with imageio (RGB order) and keeps
+    channel 0, so we keep the first stored channel too (not OpenCV's BGR channel 0).
+
+    Args:
+        path: Label file.
+
+    Returns:
+        np.ndarray: (H, W) uint8 class ids.
+
+    Raises:
+        ValueError: The file cannot be decoded, or holds no 2-D id map.
+    """
+    from PIL import Image  # host-side readers only: the device runtime decodes with OpenCV
+
+    try:
+        with Image.open(path) as img:
+            label = np.array(img)  # a writable copy: transforms may modify it in place
+    except OSError as err:
+        raise ValueError(f"cannot read label image {path}: {err}") from err
+    if label.ndim == 3:
+        label = label[:, :, 0]
+    if label.ndim != 2:
+        raise ValueError(f"label {path} has unsupported shape {label.shape}")
+    if label.dtype != np.uint8:
+        if label.size and (label.min() < 0 or label.max() > 255):
+            raise ValueError(f"label {path} has ids outside 0..255")
+        label = label.astype(np.uint8)
+    return np.ascontiguousarray(label)

@@ -19,7 +19,7 @@ predict at the label resolution the statistics were taken at.
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterable, Optional, Sequence, Union
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class PostProcessor:
 
     def __init__(
         self,
-        min_pixels: Sequence[Optional[int]],
+        min_pixels: Sequence[int | None],
         exclusive_pairs: Iterable[Sequence[int]],
         factor: float = 1 / 3,
         background: int = 0,
@@ -50,7 +50,7 @@ class PostProcessor:
         self.min_pixels = list(min_pixels)
         self.factor = factor
         self.background = background
-        self.exclusive: Dict[int, set] = {c: set() for c in range(self.num_classes)}
+        self.exclusive: dict[int, set] = {c: set() for c in range(self.num_classes)}
         for pair in exclusive_pairs:
             a, b = (int(v) for v in pair)
             for c in (a, b):
@@ -61,7 +61,7 @@ class PostProcessor:
 
     @classmethod
     def from_stats(
-        cls, stats: Union[str, dict], factor: float = 1 / 3, background: int = 0
+        cls, stats: str | dict, factor: float = 1 / 3, background: int = 0
     ) -> PostProcessor:
         """Builds one from a statistics dict or JSON file (``min_pixels``, ``exclusive_pairs``)."""
         if isinstance(stats, str):

@@ -151,3 +151,43 @@ def dataset_info(cfg: Config, split: str = "val") -> tuple[int, int, list[str]]:
     if len(names) != num_classes:
         raise ConfigError(f"class_names has {len(names)} entries for {num_classes} classes")
     return int(num_classes), int(ignore_index), names
+
+
+POSTPROCESS_KEYS = ("stats", "factor", "background")
+
+
+def build_postprocess(cfg: Config, stats: str | None = None):
+    """The label post-processing of a config's ``postprocess:`` section, or None.
+
+    ```yaml
+    postprocess: {stats: output/lpcvc_stats.json, factor: 0.333, background: 0}
+    ```
+    ``stats`` (``tools/analyze_dataset.py``'s JSON) may come from the command line instead
+    (``--postprocess FILE``), which also turns post-processing on without the section.
+
+    Raises:
+        ConfigError: An unknown key, a bad value or a missing statistics file, named.
+    """
+    from seg_runtime.postprocess import PostProcessor
+
+    section = cfg.dic.get("postprocess") or {}
+    if not isinstance(section, dict):
+        raise ConfigError("postprocess: expected a mapping with stats, factor, background")
+    unknown = [key for key in section if key not in POSTPROCESS_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"postprocess: unknown key {unknown[0]!r} (allowed: {', '.join(POSTPROCESS_KEYS)})"
+        )
+    path = stats or section.get("stats")
+    if not path:
+        if section:
+            raise ConfigError("postprocess.stats: missing (tools/analyze_dataset.py --out FILE)")
+        return None
+    if not os.path.isfile(path):
+        raise ConfigError(f"postprocess.stats: file not found: {path}")
+    try:
+        return PostProcessor.from_stats(
+            path, float(section.get("factor", 1 / 3)), int(section.get("background", 0))
+        )
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"postprocess: {err}") from err

@@ -12,7 +12,7 @@ from seg_runtime import list_images
 
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
-from paddleseg_ext.config import build, dataset_info, load_config
+from paddleseg_ext.config import build, build_postprocess, dataset_info, load_config
 from paddleseg_ext.core import predict
 from paddleseg_ext.core.checkpoint import load_weights
 
@@ -23,6 +23,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model_path", required=True, help="model.pdparams or its folder")
     parser.add_argument("--image_path", required=True, help="An image or a folder of images")
     parser.add_argument("--save_dir", default="output/result", help="Where PNGs are written")
+    parser.add_argument(
+        "--postprocess",
+        metavar="STATS_JSON",
+        help="Post-process labels with these statistics (tools/analyze_dataset.py); "
+        "factor/background from the config's postprocess: section",
+    )
     return parser.parse_args(argv)
 
 
@@ -31,12 +37,20 @@ def main(argv: list[str] | None = None) -> list[str]:
     setup_device(args.device)
     cfg = load_config(args.config, "predict", opts=args.opts)
     images = list_images(args.image_path)
+    postprocess = build_postprocess(cfg, args.postprocess)
     builder = build(cfg)
     model = builder.model
     load_weights(model, args.model_path)
     num_classes, _, _ = dataset_info(cfg, "val")
     transforms = Compose(builder.val_transforms)
-    written = predict(model, images, transforms, args.save_dir, num_classes)
+    written = predict(
+        model,
+        images,
+        transforms,
+        args.save_dir,
+        num_classes,
+        postprocess=postprocess,
+    )
     print(
         f"Wrote {len(written)} predictions under {args.save_dir} (labels/, pseudo_color/, overlay/)"
     )

@@ -10,7 +10,13 @@ import json
 
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
-from paddleseg_ext.config import build, check_dataset_root, dataset_info, load_config
+from paddleseg_ext.config import (
+    build,
+    build_postprocess,
+    check_dataset_root,
+    dataset_info,
+    load_config,
+)
 from paddleseg_ext.core import evaluate
 from paddleseg_ext.core.checkpoint import load_weights
 
@@ -22,6 +28,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num_workers", type=int, default=0, help="Data loader workers")
     parser.add_argument("--lpcvc", action="store_true", help="Also report LPCVC 2023 Dice")
     parser.add_argument("--json", help="Write the metrics to this JSON file")
+    parser.add_argument(
+        "--postprocess",
+        metavar="STATS_JSON",
+        help="Post-process labels with these statistics (tools/analyze_dataset.py); "
+        "factor/background from the config's postprocess: section",
+    )
     return parser.parse_args(argv)
 
 
@@ -30,6 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     setup_device(args.device)
     cfg = load_config(args.config, "val", opts=args.opts)
     check_dataset_root(cfg, "val")
+    postprocess = build_postprocess(cfg, args.postprocess)
     builder = build(cfg)
     model = builder.model
     load_weights(model, args.model_path)
@@ -42,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         class_names=class_names,
         num_workers=args.num_workers,
         lpcvc=args.lpcvc,
+        postprocess=postprocess,
     )
     if args.json:
         with open(args.json, "w") as f:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from seg_runtime import BACKENDS, SegPredictor, color_palette, iter_inputs
 from seg_runtime.cli import run
+from seg_runtime.postprocess import PostProcessor
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,6 +37,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--int8", action="store_true", help="Paddle Lite: the INT8 model")
     parser.add_argument("--max_frames", type=int, default=0, help="Video: stop after N (0: all)")
+    parser.add_argument(
+        "--postprocess", metavar="STATS_JSON", help="Post-process labels with these statistics"
+    )
+    parser.add_argument(
+        "--pp_factor", type=float, default=1 / 3, help="Minimum-size rule: share of min_pixels"
+    )
+    parser.add_argument("--pp_background", type=int, default=0, help="Background class id")
     return parser.parse_args(argv)
 
 
@@ -50,6 +58,9 @@ def main(argv: list[str] | None = None) -> list[float]:
         use_gpu=args.use_gpu,
         providers=providers,
         int8=args.int8,
+        postprocess=PostProcessor.from_stats(args.postprocess, args.pp_factor, args.pp_background)
+        if args.postprocess
+        else None,
     )
     if hasattr(predictor.runner, "providers"):
         print(f"onnxruntime providers: {', '.join(predictor.runner.providers)}")

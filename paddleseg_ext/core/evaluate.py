@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import paddle
@@ -40,11 +41,13 @@ def evaluate(
     num_workers: int = 0,
     lpcvc: bool = False,
     print_detail: bool = True,
+    postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict:
     """Evaluates ``model`` over a PaddleSeg val dataset, one image at a time.
 
     Labels stay at their original size (PaddleSeg's val mode does not transform them);
-    predictions are brought to the label's size.
+    predictions are brought to the label's size, then through ``postprocess`` (an (H, W)
+    label map in, one out; e.g. ``seg_runtime.postprocess.PostProcessor``) when given.
 
     Returns:
         dict: ``mIoU``, ``mDice``, ``Acc``, ``Kappa``, ``class_IoU``, ``class_Dice``
@@ -70,7 +73,10 @@ def evaluate(
     for i, data in enumerate(loader):
         label = data["label"].numpy().astype("int64")
         label = label.reshape(label.shape[0], *label.shape[-2:])
-        acc.update(predict_labels(model, data["img"], list(label.shape[-2:])), label)
+        pred = predict_labels(model, data["img"], list(label.shape[-2:]))
+        if postprocess is not None:
+            pred = np.stack([postprocess(p) for p in pred])
+        acc.update(pred, label)
         if print_detail and ((i + 1) % max(1, total // 10) == 0 or i + 1 == total):
             elapsed = time.time() - start
             logger.info(f"[EVAL] {i + 1}/{total} images, {elapsed / (i + 1) * 1000:.1f} ms/img")

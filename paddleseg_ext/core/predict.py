@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -24,12 +25,14 @@ def predict(
     *,
     image_root: str | None = None,
     overlay_weight: float = 0.6,
+    postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[str]:
     """Segments each image and writes three PNGs per image under ``save_dir``.
 
     ``labels/NAME.png`` holds the class ids (uint8, mode L), ``pseudo_color/NAME.png`` the
     colour-coded labels and ``overlay/NAME.png`` the colours blended over the image.
     Names keep their path relative to ``image_root`` (default: the images' common folder).
+    ``postprocess`` (an (H, W) label map in, one out) runs on the labels before writing.
 
     Returns:
         list[str]: the label PNG paths written.
@@ -45,7 +48,10 @@ def predict(
             raise ValueError(f"Cannot read image {path}")
         data = transforms({"img": path, "trans_info": [], "gt_fields": []})
         img = paddle.to_tensor(data["img"][np.newaxis].astype("float32"))
-        labels = predict_labels(model, img, list(original.shape[:2]))[0].astype(np.uint8)
+        labels = predict_labels(model, img, list(original.shape[:2]))[0]
+        if postprocess is not None:
+            labels = postprocess(labels)
+        labels = labels.astype(np.uint8)
         rel = os.path.splitext(os.path.relpath(path, image_root))[0] + ".png"
         color_rgb = palette[labels]
         overlay = cv2.addWeighted(

@@ -4,6 +4,7 @@ where paddle, paddleseg, paddleslim and paddleseg_ext cannot be imported."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -115,3 +116,16 @@ def test_bad_inputs_are_named(board, tmp_path):
     proc = run_blocked(board, "infer.py", "--model_dir", "model", "--image_path",
                        str(tmp_path / "note.txt"))  # fmt: skip
     assert proc.returncode == 2 and "note.txt: not an image" in proc.stderr
+
+
+def test_infer_applies_postprocessing(board, runtime_case, tmp_path):
+    stats = tmp_path / "stats.json"
+    # Every class but the background is too small to keep: all labels become 0.
+    stats.write_text(json.dumps({"min_pixels": [None] + [10**9] * 5, "exclusive_pairs": []}))
+    out = tmp_path / "out"
+    proc = run_blocked(board, "infer.py", "--model_dir", "model", "--image_path",
+                       os.path.join(runtime_case, "images"), "--save_dir", str(out),
+                       "--cpu_only", "--postprocess", str(stats))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = read_labels(str(out / "labels"))
+    assert len(labels) == 2 and all((v == 0).all() for v in labels.values())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class SegPredictor:
         use_gpu: Paddle Inference on GPU.
         providers: onnxruntime execution providers (None: TensorRT/CUDA when present, CPU).
         int8: Paddle Lite: the INT8 ``.nb``.
+        postprocess: Applied to the labels at the image size (e.g. a
+            :class:`~seg_runtime.postprocess.PostProcessor`).
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class SegPredictor:
         use_gpu: bool = False,
         providers: Sequence[str] | None = None,
         int8: bool = False,
+        postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.deploy = load_deploy(model_dir)
+        self.postprocess = postprocess
         self.preprocessor = Preprocessor(self.deploy.get("transforms") or [])
         self.runner = create_runner(
             model_dir, backend, threads, use_gpu=use_gpu, providers=providers, int8=int8
@@ -81,4 +85,6 @@ class SegPredictor:
         labels = to_labels(output)[0].astype(np.int32)
         # Undone last to first: the resize to the model input, then each transform's step.
         labels = Preprocessor.restore(labels, list(steps) + [("resize", size)])
+        if self.postprocess is not None:
+            labels = self.postprocess(labels)
         return labels.astype(np.int64), latency

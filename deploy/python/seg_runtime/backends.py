@@ -36,7 +36,7 @@ class OrtRunner:
     """An onnxruntime session, on TensorRT or CUDA when those providers are present.
 
     Args:
-        onnx_file: ``model.onnx``.
+        onnx_file: ``model.onnx``, or the serialized model itself (bytes).
         threads: Intra-op threads of the CPU provider.
         providers: Execution providers; None picks TensorRT, CUDA (when available) and CPU.
     """
@@ -44,7 +44,7 @@ class OrtRunner:
     name = "onnxruntime"
 
     def __init__(
-        self, onnx_file: str, threads: int = 1, providers: Sequence[str] | None = None
+        self, onnx_file: str | bytes, threads: int = 1, providers: Sequence[str] | None = None
     ) -> None:
         ort = _import_backend("onnxruntime", self.name)
         if providers is None:

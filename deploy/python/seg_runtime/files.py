@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
 DEPLOY_FILE = "deploy.yaml"
 
 
@@ -44,6 +42,8 @@ def load_deploy(model_dir: str) -> dict:
         FileNotFoundError: The directory or its ``deploy.yaml`` does not exist.
         ValueError: The file has no ``Deploy`` section or lacks a required key.
     """
+    import yaml  # only here: a packaged solution runs without PyYAML
+
     path = os.path.join(model_dir, DEPLOY_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{DEPLOY_FILE} not found in {model_dir} (export the model first)")

@@ -1,9 +1,13 @@
 """Loaded at interpreter start when this folder is on PYTHONPATH: makes the training stack
 unimportable, as on a board that has only a runtime."""
 
+import os
 import sys
 
-BLOCKED = ("paddle", "paddleseg", "paddleslim", "paddleseg_ext")
+# BLOCK_EXTRA (comma-separated) blocks more packages, e.g. yaml for a packaged solution.
+BLOCKED = ("paddle", "paddleseg", "paddleslim", "paddleseg_ext") + tuple(
+    filter(None, os.environ.get("BLOCK_EXTRA", "").split(","))
+)
 
 
 class _Blocker:

@@ -1,0 +1,42 @@
+"""Package an export as an LPCVC-style solution: one ``.pyz`` with the model and the runtime.
+
+python tools/package_solution.py --model_dir output/export [--postprocess stats.json] \
+    --out solution.pyz
+python3 solution.pyz -i IMG_DIR -o OUT_DIR     # prints the total forward seconds
+
+The archive holds the ONNX model, ``deploy/python/seg_runtime`` and the post-processing
+statistics; at run time it needs Python >= 3.8, NumPy, OpenCV and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from seg_runtime.cli import run
+from seg_runtime.solution import build_solution
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_dir", required=True, help="Export directory (deploy.yaml)")
+    parser.add_argument("--out", default="solution.pyz", help="The .pyz to write")
+    parser.add_argument(
+        "--postprocess", metavar="STATS_JSON", help="tools/analyze_dataset.py statistics"
+    )
+    parser.add_argument("--pp_factor", type=float, default=1 / 3, help="Minimum-size rule share")
+    parser.add_argument("--pp_background", type=int, default=0, help="Background class id")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    out = build_solution(
+        args.model_dir, args.out, args.postprocess, args.pp_factor, args.pp_background
+    )
+    print(f"Wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB): python3 {out} -i IMG_DIR -o OUT_DIR")
+    return out
+
+
+if __name__ == "__main__":
+    run(main)

@@ -47,7 +47,10 @@ def _total_loss(logits: list, label: paddle.Tensor, losses: dict) -> paddle.Tens
     total = 0.0
     for i, coef in enumerate(coefs):
         loss_fn = types[0] if len(types) == 1 else types[i]
-        total = total + coef * loss_fn(logits[i], label)
+        loss = loss_fn(logits[i], label)
+        if isinstance(loss, list | tuple):  # MixedLoss: its weighted terms are summed
+            loss = paddle.add_n(list(loss))
+        total = total + coef * loss
     return total
 
 

@@ -36,6 +36,8 @@ EXPECTED = {
         "topformer_tiny_lpcvc_288.yml",
         "pp_mobileseg_tiny_lpcvc_512.yml",
         "pp_mobileseg_base_lpcvc_512.yml",
+        "distill_cwd_topformer_base512_to_tiny288.yml",
+        "deeplabv3_r18_lpcvc_512.yml",
     },
     "camvid": {
         "fastscnn_camvid.yml",
@@ -67,6 +69,8 @@ SLOW = {
     "topformer_base_ade20k_512.yml",
     "pp_mobileseg_base_ade20k_512.yml",
     "topformer_base_camvid.yml",
+    "distill_cwd_topformer_base512_to_tiny288.yml",
+    "deeplabv3_r18_lpcvc_512.yml",
 }
 
 ITERS = 5
@@ -162,6 +166,16 @@ def _data_opts(dataset: str, request: pytest.FixtureRequest) -> list[str]:
     return [f"train_dataset.dataset_root={root}", f"val_dataset.dataset_root={root}"]
 
 
+def _random_teacher(cfg, tmp_path: Path) -> None:
+    """Points a distillation recipe's teacher at random weights saved under ``tmp_path``."""
+    if "distill" in cfg.dic:
+        teacher = cfg.dic["distill"]["teacher"]
+        save_weights(
+            str(tmp_path / "teacher"), build(load_config(teacher["config"], "model")).model
+        )
+        teacher["model_path"] = str(tmp_path / "teacher" / "model.pdparams")
+
+
 # ------------------------------------------------------------------------------------- tests
 
 
@@ -198,7 +212,9 @@ def test_config_trains(
     assert cfg.dic["model"]["num_classes"] == expected_classes
     if "distill" in cfg.dic:  # a distillation recipe: its teacher gets random weights here
         teacher = cfg.dic["distill"]["teacher"]
-        save_weights(str(tmp_path / "teacher"), build(load_config(teacher["config"])).model)
+        save_weights(
+            str(tmp_path / "teacher"), build(load_config(teacher["config"], "model")).model
+        )
         teacher["model_path"] = str(tmp_path / "teacher" / "model.pdparams")
 
     model = train(
@@ -212,3 +228,42 @@ def test_config_trains(
         assert np.isfinite(value.numpy()).all(), f"{name} is not finite after training"
     assert (tmp_path / f"iter_{ITERS}").is_dir()
     assert (tmp_path / "best_model").is_dir()  # written by the evaluation at iteration 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["distill_cwd_topformer_base512_to_tiny288.yml", "deeplabv3_r18_lpcvc_512.yml"]
+)
+def test_lpcvc_recipe_trains_exports_packages_and_scores(name, tmp_path, request, capsys):
+    """The LPCVC loop on the fixture: train, export ONNX, package solution.pyz, score it."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from seg_runtime.solution import build_solution  # noqa: PLC0415
+
+    from paddleseg_ext.export import export  # noqa: PLC0415
+
+    cfg = load_config(str(CONFIG_ROOT / "lpcvc" / name), iters=2, batch_size=BATCH_SIZE,
+                      opts=_data_opts("lpcvc", request))  # fmt: skip
+    for transform in cfg.dic["train_dataset"]["transforms"]:
+        if "crop_size" in transform:
+            transform["crop_size"] = CROP["lpcvc"]
+    _random_teacher(cfg, tmp_path)
+    train(cfg, save_dir=str(tmp_path / "train"), save_interval=2, log_iters=1)
+    export(cfg, str(tmp_path / "export"), model_path=str(tmp_path / "train/iter_2"),
+           input_shape=[1, 3, 160, 160], formats="onnx", verify=False)  # fmt: skip
+    pyz = build_solution(str(tmp_path / "export"), str(tmp_path / "solution.pyz"))
+    root = request.getfixturevalue("lpcvc_root")
+    run = subprocess.run([sys.executable, pyz, "-i", str(root / "IMG/val"), "-o",
+                          str(tmp_path / "pred")], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.fullmatch(r"[0-9]+\.[0-9]+", run.stdout.strip())
+    score = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "lpcvc_score.py"), "--pred_dir",
+         str(tmp_path / "pred"), "--gt_dir", str(root / "GT/val"), "--time_s", run.stdout.strip()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert score.returncode == 0, score.stderr
+    dice = float(re.search(r"mean Dice: ([0-9.]+)", score.stdout).group(1))
+    assert 0.0 <= dice <= 1.0 and "images: 1" in score.stdout

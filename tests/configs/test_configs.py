@@ -210,12 +210,7 @@ def test_config_trains(
         transform["crop_size"] = CROP[dataset]
     expected_classes = {"lpcvc": 14, "camvid": 11, "ade20k": 150}[dataset]
     assert cfg.dic["model"]["num_classes"] == expected_classes
-    if "distill" in cfg.dic:  # a distillation recipe: its teacher gets random weights here
-        teacher = cfg.dic["distill"]["teacher"]
-        save_weights(
-            str(tmp_path / "teacher"), build(load_config(teacher["config"], "model")).model
-        )
-        teacher["model_path"] = str(tmp_path / "teacher" / "model.pdparams")
+    _random_teacher(cfg, tmp_path)
 
     model = train(
         cfg, save_dir=str(tmp_path), log_iters=1, save_interval=ITERS, do_eval=True, seed=0

@@ -52,16 +52,32 @@ class SegPredictor:
         int8: bool = False,
         postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
-        self.deploy = load_deploy(model_dir)
-        self.postprocess = postprocess
-        self.preprocessor = Preprocessor(self.deploy.get("transforms") or [])
-        self.runner = create_runner(
+        runner = create_runner(
             model_dir, backend, threads, use_gpu=use_gpu, providers=providers, int8=int8
         )
-        self.input_shape = [int(v) for v in self.deploy["input_shape"]]
+        self._setup(load_deploy(model_dir), runner, postprocess)
+
+    @classmethod
+    def from_runner(
+        cls,
+        deploy: dict,
+        runner: Callable[[np.ndarray], np.ndarray],
+        postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> SegPredictor:
+        """A predictor over an open runner and ``deploy.yaml``'s ``Deploy`` dict."""
+        predictor = cls.__new__(cls)
+        predictor._setup(deploy, runner, postprocess)
+        return predictor
+
+    def _setup(self, deploy: dict, runner, postprocess) -> None:
+        self.deploy = deploy
+        self.runner = runner
+        self.postprocess = postprocess
+        self.preprocessor = Preprocessor(deploy.get("transforms") or [])
+        self.input_shape = [int(v) for v in deploy["input_shape"]]
         self.batch = max(self.input_shape[0], 1)
-        self.num_classes = int(self.deploy["num_classes"])
-        self.class_names = list(self.deploy.get("class_names") or range(self.num_classes))
+        self.num_classes = int(deploy["num_classes"])
+        self.class_names = list(deploy.get("class_names") or range(self.num_classes))
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         """(H, W, 3) BGR image -> (N, 3, h, w) float32 model input."""

@@ -21,7 +21,6 @@ import json
 import os
 import pkgutil
 import sys
-import time
 import zipapp
 import zipfile
 
@@ -99,46 +98,30 @@ def main(argv: list[str] | None = None) -> float:
     from .backends import OrtRunner
     from .media import IMAGE_EXTS
     from .postprocess import PostProcessor
-    from .predictor import to_labels
-    from .preprocess import Preprocessor, resize_to_input
+    from .predictor import SegPredictor
 
     model, deploy_json = _read(MODEL_ENTRY), _read(DEPLOY_ENTRY)
     if model is None or deploy_json is None:
         raise FileNotFoundError("this archive holds no model (build it with package_solution)")
-    deploy = json.loads(deploy_json)
-    runner = OrtRunner(model)
-    preprocess = Preprocessor(deploy.get("transforms") or [])
-    shape = [int(v) for v in deploy["input_shape"]]
-    batch = max(shape[0], 1)
-    post_data = _read(STATS_ENTRY)
-    post = None
+    post, post_data = None, _read(STATS_ENTRY)
     if post_data:
         spec = json.loads(post_data)
         post = PostProcessor.from_stats(spec["stats"], spec["factor"], spec["background"])
+    predictor = SegPredictor.from_runner(json.loads(deploy_json), OrtRunner(model), post)
 
     if not os.path.isdir(args.input):
         raise FileNotFoundError(f"input folder not found: {args.input}")
     names = sorted(n for n in os.listdir(args.input) if n.lower().endswith(IMAGE_EXTS))
     os.makedirs(args.output, exist_ok=True)
     total = 0.0
-    warmed = False
-    for name in names:
+    for i, name in enumerate(names):
         image = cv2.imread(os.path.join(args.input, name), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot read image {os.path.join(args.input, name)}")
-        chw, steps = preprocess(image)
-        size = chw.shape[1:]
-        x = np.repeat(resize_to_input(chw, shape)[np.newaxis], batch, axis=0)
-        if not warmed:
-            runner(x)  # untimed warm-up: session initialisation, engine building
-            warmed = True
-        start = time.perf_counter()
-        output = runner(x)
-        total += time.perf_counter() - start
-        labels = to_labels(output)[0].astype(np.int32)
-        labels = Preprocessor.restore(labels, list(steps) + [("resize", size)])
-        if post is not None:
-            labels = post(labels)
+        if i == 0:
+            predictor(image)  # untimed warm-up: session initialisation, engine building
+        labels, latency_ms = predictor(image)  # latency: the forward call alone
+        total += latency_ms / 1000
         out_name = name if name.lower().endswith(".png") else os.path.splitext(name)[0] + ".png"
         if not cv2.imwrite(os.path.join(args.output, out_name), labels.astype(np.uint8)):
             raise OSError(f"cannot write {os.path.join(args.output, out_name)}")

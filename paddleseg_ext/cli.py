@@ -29,6 +29,16 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_postprocess_arg(parser: argparse.ArgumentParser) -> None:
+    """``--postprocess STATS_JSON``: label post-processing (see ``config.build_postprocess``)."""
+    parser.add_argument(
+        "--postprocess",
+        metavar="STATS_JSON",
+        help="Post-process labels with these statistics (tools/analyze_dataset.py); "
+        "factor/background from the config's postprocess: section",
+    )
+
+
 def setup_device(device: str | None) -> str:
     """Selects ``device`` (or the best available) for Paddle and returns its name."""
     has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0

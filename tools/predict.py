@@ -11,7 +11,7 @@ from paddleseg.transforms import Compose
 from seg_runtime import list_images
 
 import paddleseg_ext  # noqa: F401
-from paddleseg_ext.cli import add_config_args, run, setup_device
+from paddleseg_ext.cli import add_config_args, add_postprocess_arg, run, setup_device
 from paddleseg_ext.config import build, build_postprocess, dataset_info, load_config
 from paddleseg_ext.core import predict
 from paddleseg_ext.core.checkpoint import load_weights
@@ -23,12 +23,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model_path", required=True, help="model.pdparams or its folder")
     parser.add_argument("--image_path", required=True, help="An image or a folder of images")
     parser.add_argument("--save_dir", default="output/result", help="Where PNGs are written")
-    parser.add_argument(
-        "--postprocess",
-        metavar="STATS_JSON",
-        help="Post-process labels with these statistics (tools/analyze_dataset.py); "
-        "factor/background from the config's postprocess: section",
-    )
+    add_postprocess_arg(parser)
     return parser.parse_args(argv)
 
 

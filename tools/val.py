@@ -9,7 +9,7 @@ import argparse
 import json
 
 import paddleseg_ext  # noqa: F401
-from paddleseg_ext.cli import add_config_args, run, setup_device
+from paddleseg_ext.cli import add_config_args, add_postprocess_arg, run, setup_device
 from paddleseg_ext.config import (
     build,
     build_postprocess,
@@ -28,12 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num_workers", type=int, default=0, help="Data loader workers")
     parser.add_argument("--lpcvc", action="store_true", help="Also report LPCVC 2023 Dice")
     parser.add_argument("--json", help="Write the metrics to this JSON file")
-    parser.add_argument(
-        "--postprocess",
-        metavar="STATS_JSON",
-        help="Post-process labels with these statistics (tools/analyze_dataset.py); "
-        "factor/background from the config's postprocess: section",
-    )
+    add_postprocess_arg(parser)
     return parser.parse_args(argv)
 
 

@@ -191,13 +191,12 @@ class FeatureTaps:
     """Keeps the outputs of named sublayers through forward post-hooks.
 
     Args:
-        model: The model to tap.
-        names: Sublayer paths (``model.named_sublayers()`` names).
+        layers: The model's sublayers by path (``dict(model.named_sublayers())``).
+        names: The paths to tap.
     """
 
-    def __init__(self, model: nn.Layer, names: list[str]) -> None:
+    def __init__(self, layers: dict[str, nn.Layer], names: list[str]) -> None:
         self.outputs: dict[str, object] = {}
-        layers = dict(model.named_sublayers())
         for name in names:
             layers[name].register_forward_post_hook(self._keeper(name))
 
@@ -244,16 +243,18 @@ class Distiller(nn.Layer):
         self.student = student
         self._frozen = (teacher,)
         self.spec = spec
+        models = {"student": student, "teacher": teacher}
+        layers = {side: dict(model.named_sublayers()) for side, model in models.items()}
         for i, term in enumerate(spec.terms):
-            for side, model in (("student", student), ("teacher", teacher)):
+            for side, model in models.items():
                 name = getattr(term, side)
-                if name != LOGITS and name not in dict(model.named_sublayers()):
+                if name != LOGITS and name not in layers[side]:
                     where = f"distill.losses[{i}].{side}"
                     raise ConfigError(_unknown_layer_message(model, name, where))
-        self._taps = {
-            side: FeatureTaps(model, sorted({getattr(t, side) for t in spec.terms} - {LOGITS}))
-            for side, model in (("student", student), ("teacher", teacher))
-        }
+        self._taps = {}
+        for side in models:
+            names = sorted({getattr(term, side) for term in spec.terms} - {LOGITS})
+            self._taps[side] = FeatureTaps(layers[side], names)
         channels = self._probe_channels()
         configs = []
         for i, term in enumerate(spec.terms):

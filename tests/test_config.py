@@ -44,7 +44,7 @@ def test_malformed_opts(tiny_config):
 
 def test_dataset_info_from_registered_and_generic_datasets(tiny_config):
     assert dataset_info(load_config(str(tiny_config)))[:2] == (6, 255)
-    camvid = load_config(str(REPO / "configs/camvid/fastscnn_camvid.yml"))
+    camvid = load_config(str(REPO / "configs/camvid/fastscnn_camvid.yml"), "val")
     num_classes, ignore, names = dataset_info(camvid)
     assert (num_classes, ignore, names[0], names[-1]) == (11, 255, "sky", "bicyclist")
 

@@ -10,9 +10,10 @@ import argparse
 
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
-from paddleseg_ext.config import load_config
+from paddleseg_ext.config import ConfigError, load_config
 from paddleseg_ext.core import train
-from paddleseg_ext.core.train import latest_checkpoint
+from paddleseg_ext.core.data import SampleError
+from paddleseg_ext.core.train import TrainingDiverged, latest_checkpoint
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,4 +66,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, (ConfigError, FileNotFoundError, SampleError, TrainingDiverged))

@@ -17,6 +17,9 @@ import paddle
 from ..config import ConfigError
 
 STATE_FILE = "train_state.json"
+# Folders being written or deleted; never taken for checkpoints, removed at the next start.
+TMP_SUFFIX = ".tmp"
+TRASH_SUFFIX = ".trash"
 DISTILL_FILE = "distill.pdparams"
 # Key prefix of the distillation adapters' parameters in the recorded parameter names.
 _DISTILL_PREFIX = "distill/"
@@ -42,9 +45,8 @@ def save_checkpoint(
     ``distill``, the trained part of a distillation run besides the model, is saved as
     ``distill.pdparams``.
     """
-    name = f"iter_{state['iter']}"
-    final = os.path.join(save_dir, name)
-    tmp = final + ".tmp"
+    final = os.path.join(save_dir, f"iter_{state['iter']}")
+    tmp = final + TMP_SUFFIX
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
@@ -52,15 +54,44 @@ def save_checkpoint(
     if distill is not None:
         paddle.save(distill.state_dict(), os.path.join(tmp, DISTILL_FILE))
     param_names = {key: p.name for key, p in _named_parameters(model, distill)}
+    # The state file is written last: list_checkpoints takes a folder holding it as complete.
     with open(os.path.join(tmp, STATE_FILE), "w") as f:
         json.dump(state | {"param_names": param_names}, f, indent=2)
-    shutil.rmtree(final, ignore_errors=True)
-    # Rename last, so a run killed while saving never leaves a half-written iter_N.
-    os.replace(tmp, final)
+    _replace_dir(tmp, final)
     if keep_max:
         for old in list_checkpoints(save_dir)[:-keep_max]:
-            shutil.rmtree(os.path.join(save_dir, f"iter_{old}"))
+            _remove_dir(os.path.join(save_dir, f"iter_{old}"))
     return final
+
+
+def _replace_dir(src: str, dst: str) -> None:
+    """Moves the finished folder ``src`` to ``dst``, replacing an older ``dst``.
+
+    Renames are atomic, so at any moment ``dst`` is either the old complete folder, absent,
+    or the new complete one; it is never a mix or a half-written folder.
+    """
+    if os.path.isdir(dst):
+        _remove_dir(dst)
+    os.replace(src, dst)
+
+
+def _remove_dir(path: str) -> None:
+    """Deletes a folder by renaming it out of sight first, so a kill mid-way leaves no
+    partly deleted folder that still looks complete."""
+    doomed = path + TRASH_SUFFIX
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def remove_stale(save_dir: str) -> list[str]:
+    """Deletes the leftovers of a killed run (unfinished or half-deleted folders); returns them."""
+    if not os.path.isdir(save_dir):
+        return []
+    stale = sorted(e for e in os.listdir(save_dir) if e.endswith((TMP_SUFFIX, TRASH_SUFFIX)))
+    for entry in stale:
+        shutil.rmtree(os.path.join(save_dir, entry), ignore_errors=True)
+    return stale
 
 
 def list_checkpoints(save_dir: str) -> list[int]:
@@ -76,12 +107,16 @@ def list_checkpoints(save_dir: str) -> list[int]:
 
 
 def save_weights(directory: str, model: paddle.nn.Layer, info: dict | None = None) -> None:
-    """Writes ``directory/model.pdparams`` (and ``info`` as ``metrics.json``)."""
-    os.makedirs(directory, exist_ok=True)
-    paddle.save(model.state_dict(), os.path.join(directory, "model.pdparams"))
+    """Writes ``directory/model.pdparams`` (and ``info`` as ``metrics.json``), atomically:
+    a folder left by a killed run is the previous complete one."""
+    tmp = directory.rstrip(os.sep) + TMP_SUFFIX
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
     if info is not None:
-        with open(os.path.join(directory, "metrics.json"), "w") as f:
+        with open(os.path.join(tmp, "metrics.json"), "w") as f:
             json.dump(info, f, indent=2)
+    _replace_dir(tmp, directory)
 
 
 def load_weights(model: paddle.nn.Layer, path: str, file_name: str = "model.pdparams") -> None:

@@ -11,6 +11,33 @@ import random
 
 import numpy as np
 import paddle
+from paddleseg.utils import logger
+
+
+class SampleError(ValueError):
+    """A dataset sample that cannot be read or transformed; the message names its files."""
+
+
+def sample_files(dataset: paddle.io.Dataset, idx: int) -> str:
+    """``image`` or ``image, label`` of sample ``idx``, for messages (``#idx`` without a list)."""
+    file_list = getattr(dataset, "file_list", None)
+    if not file_list or not 0 <= idx < len(file_list):
+        return f"#{idx}"
+    return ", ".join(str(path) for path in file_list[idx] if path)
+
+
+def load_sample(dataset: paddle.io.Dataset, idx: int) -> dict:
+    """``dataset[idx]``, with any read or transform failure raised as a :class:`SampleError`.
+
+    PaddleSeg reports an unreadable image as ``AttributeError: 'NoneType' object has no
+    attribute 'astype'`` and a broken label as a PIL traceback; both name no file.
+    """
+    try:
+        return dataset[idx]
+    except Exception as err:  # noqa: BLE001  (every failure is re-raised, with the file names)
+        raise SampleError(
+            f"cannot load {sample_files(dataset, idx)}: {type(err).__name__}: {err}"
+        ) from err
 
 
 class SeededDataset(paddle.io.Dataset):
@@ -19,12 +46,15 @@ class SeededDataset(paddle.io.Dataset):
     Args:
         dataset: A PaddleSeg dataset returning dicts with ``img`` and ``label``.
         seed: Base seed.
+        skip_bad: On a sample that fails to load, log it and use the next loadable sample
+            in list order instead of raising :class:`SampleError`.
     """
 
-    def __init__(self, dataset: paddle.io.Dataset, seed: int):
+    def __init__(self, dataset: paddle.io.Dataset, seed: int, skip_bad: bool = False):
         super().__init__()
         self.dataset = dataset
         self.seed = seed
+        self.skip_bad = skip_bad
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -32,10 +62,19 @@ class SeededDataset(paddle.io.Dataset):
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         sample_seed = hash((self.seed, self.epoch, int(idx))) % (2**32)
-        random.seed(sample_seed)
-        np.random.seed(sample_seed)
-        data = self.dataset[idx]
-        return data["img"].astype("float32"), data["label"].astype("int64")
+        n = len(self.dataset)
+        for offset in range(n if self.skip_bad else 1):
+            random.seed(sample_seed)
+            np.random.seed(sample_seed)
+            try:
+                data = load_sample(self.dataset, (int(idx) + offset) % n)
+            except SampleError as err:
+                if not self.skip_bad:
+                    raise
+                logger.warning(f"--skip_bad: skipping sample {(int(idx) + offset) % n}: {err}")
+                continue
+            return data["img"].astype("float32"), data["label"].astype("int64")
+        raise SampleError(f"--skip_bad: none of the {n} samples loads")
 
 
 class ResumableBatchSampler(paddle.io.BatchSampler):

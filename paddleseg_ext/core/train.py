@@ -7,6 +7,7 @@ augmentation randomness all continue from the checkpoint.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -20,9 +21,19 @@ from paddleseg.utils import logger
 
 from ..config import build, check_dataset_root, check_pretrained, dataset_info
 from ..models.convert import load_pretrained_weights
-from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, save_weights
+from .checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    remove_stale,
+    save_checkpoint,
+    save_weights,
+)
 from .data import ResumableBatchSampler, SeededDataset
 from .evaluate import evaluate
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing after the last checkpoint was saved."""
 
 
 def set_seed(seed: int) -> None:
@@ -52,6 +63,34 @@ def _total_loss(logits: list, label: paddle.Tensor, losses: dict) -> paddle.Tens
             loss = paddle.add_n(list(loss))
         total = total + coef * loss
     return total
+
+
+def _batches(loader: paddle.io.DataLoader, dataset: SeededDataset, sampler):
+    """Yields ``loader``'s batches, with a worker's :class:`SampleError` raised again here.
+
+    A sample that fails in a loader worker reaches the main process only as Paddle's
+    ``SystemError: Blocking queue is killed``; the epoch's remaining samples are then loaded
+    here, in order, until the failing one raises its own error, which names the files.
+    """
+    try:
+        yield from loader
+    except SystemError:
+        for batch in sampler:
+            for idx in batch:
+                dataset[idx]
+        raise
+
+
+def _all_finite(loss: paddle.Tensor, world_size: int) -> bool:
+    """Whether the loss is finite on every rank.
+
+    A rank that stopped alone would leave the others waiting forever in the gradient
+    all-reduce, so with several ranks the decision is taken on the sum over ranks.
+    """
+    if world_size > 1:
+        loss = loss.detach().clone()
+        dist.all_reduce(loss)
+    return math.isfinite(float(loss))
 
 
 def _average_buffers(model: paddle.nn.Layer, world_size: int) -> None:
@@ -155,6 +194,9 @@ def train(
     adapters = distiller.criterion if distiller else None
 
     state = {"iter": 0, "best_mIoU": -1.0, "best_iter": -1}
+    if rank == 0:
+        for entry in remove_stale(save_dir):
+            logger.info(f"Removed {os.path.join(save_dir, entry)}, left by an interrupted run")
     if not resume_model and list_checkpoints(save_dir):
         logger.warning(
             f"{save_dir} already holds checkpoints up to iter_{list_checkpoints(save_dir)[-1]}; "
@@ -211,7 +253,7 @@ def train(
             use_buffer_reader=False,
         )
         tic = time.time()
-        for img, label in loader:
+        for img, label in _batches(loader, seeded, sampler):
             reader_sum += time.time() - tic
             it += 1
             # Re-seeding per iteration makes dropout/drop-path identical after a resume.
@@ -224,12 +266,20 @@ def train(
                 loss = task_loss + paddle.add_n(list(terms.values()))
                 for name, value in {"task": task_loss, **terms}.items():
                     term_sums[name] = term_sums.get(name, 0.0) + float(value)
+            loss_value = float(loss)
+            if not _all_finite(loss, world_size):
+                newest = latest_checkpoint(save_dir)
+                raise TrainingDiverged(
+                    f"loss is {loss_value} at iteration {it}; training stopped before updating "
+                    f"the weights. Last good checkpoint: {newest or 'none'} (lower the learning "
+                    "rate, check the data, then --resume_model auto)"
+                )
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
             lr = optimizer.get_lr()
             lr_sched.step()
-            loss_sum += float(loss)
+            loss_sum += loss_value
             n_logged += 1
             batch_times.append(time.time() - tic)
 

@@ -10,7 +10,9 @@ import os
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
+import yaml
 from paddleseg.cvlibs import Config, SegBuilder, manager
+from paddleseg.cvlibs.config_checker import ConfigChecker
 
 import paddleseg_ext  # noqa: F401  (registers our components before any config is built)
 
@@ -51,14 +53,31 @@ def load_config(
         if "=" not in opt:
             raise ConfigError(f"--opts entries must look like key=value, got {opt!r}")
     try:
+        # PaddleSeg's sanity rules run after the checks below: they raise multi-line errors
+        # for problems those checks name by key path.
         cfg = Config(
-            path, learning_rate=learning_rate, batch_size=batch_size, iters=iters, opts=opts
+            path,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            iters=iters,
+            opts=opts,
+            checker=ConfigChecker([]),
         )
-    except (AssertionError, KeyError, TypeError) as err:
-        raise ConfigError(f"{path}: {err}") from err
-    missing = [key for key in REQUIRED_FOR[task] if not cfg.dic.get(key)]
+    except (AssertionError, KeyError, TypeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: {' '.join(str(err).split())}") from err
+    # 0 is a value (config_check says why it is wrong), not a missing key.
+    missing = [key for key in REQUIRED_FOR[task] if cfg.dic.get(key) in (None, "", [], {})]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {', '.join(missing)} needed to {task}")
+    from .config_check import validate  # imports this module's ConfigError
+
+    validate(cfg.dic, task)
+    try:
+        # The default rules also copy num_classes, in_channels and ignore_index between
+        # the dataset, model and loss sections.
+        Config._build_default_checker().apply_all_rules(cfg)
+    except RuntimeError as err:
+        raise ConfigError(f"{path}: {str(err).strip().splitlines()[-1]}") from err
     if task == "train":
         check_dataset_root(cfg, "train")
         check_pretrained(cfg)

@@ -6,13 +6,20 @@ python tools/export.py --config X.yml --model_path output/best_model/model.pdpar
 With ``--quantize int8 --calib_images 32`` it also writes ``model_int8.onnx`` (static INT8
 quantization calibrated on 32 training images) and points ``deploy.yaml`` at it, and with
 ``--formats lite`` ``model_int8.nb`` (PaddleSlim post-training quantization + opt).
+
+Options that cannot give a correct export stop before anything is written (exit status 2).
+The files are written and checked in ``SAVE_DIR.tmp-<pid>``, which replaces ``SAVE_DIR``
+only when everything succeeded: a failed or interrupted export leaves a previous one as it
+was.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
+from paddleseg.cvlibs import Config
 from seg_runtime import load_deploy
 
 import paddleseg_ext  # noqa: F401
@@ -22,6 +29,7 @@ from paddleseg_ext.export import (
     DEFAULT_FORMATS,
     MIN_AGREEMENT,
     OUTPUT_OPS,
+    ExportResult,
     export,
     parse_formats,
     sample_input,
@@ -30,6 +38,7 @@ from paddleseg_ext.quant import (
     CALIB_METHODS,
     DEFAULT_CALIB_IMAGES,
     QUANT_MODES,
+    calibration_dataset,
     check_quant_args,
     quantize_export,
     quantize_lite_export,
@@ -72,7 +81,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None):
+def add_int8_models(
+    directory: str, cfg: Config, args: argparse.Namespace, formats: tuple[str, ...]
+) -> None:
+    """Adds the INT8 models to the export being written in ``directory``.
+
+    Raises:
+        RuntimeError: onnxruntime or PaddleSlim/opt could not quantize.
+    """
+    shape = load_deploy(directory)["input_shape"]
+    check = None if args.no_verify else sample_input(cfg, shape)[0]
+    try:
+        if "onnx" in formats:
+            quantize_export(
+                cfg, directory, args.calib_images, args.calib_method, check, args.threads
+            )
+        if "lite" in formats:
+            quantize_lite_export(
+                cfg, directory, args.model_path, args.calib_images, args.calib_method
+            )
+    except RuntimeError as err:
+        raise RuntimeError(f"INT8 quantization failed: {err}") from err
+
+
+def main(argv: list[str] | None = None) -> ExportResult:
+    """Exports as the command line says; exits 1 when a conversion or the check fails."""
     args = parse_args(argv)
     setup_device("cpu" if args.device is None else args.device)
     cfg = load_config(args.config, "val", opts=args.opts)
@@ -81,6 +114,12 @@ def main(argv: list[str] | None = None):
         check_quant_args(args.quantize, args.calib_images, formats, args.output_op)
         if "lite" in formats and args.model_path is None:
             raise ConfigError("--quantize int8 with --formats lite needs --model_path")
+        try:  # calibration needs the training images: fail now, not after the export
+            calibration_dataset(cfg)
+        except ConfigError as err:
+            raise ConfigError(
+                f"--quantize {args.quantize} calibrates on training images: {err}"
+            ) from err
     try:
         result = export(
             cfg,
@@ -92,6 +131,9 @@ def main(argv: list[str] | None = None):
             opset=args.opset,
             verify=not args.no_verify,
             threads=args.threads,
+            add_files=partial(add_int8_models, cfg=cfg, args=args, formats=formats)
+            if args.quantize
+            else None,
         )
     except RuntimeError as err:  # a conversion or a backend failed: say which, exit 1
         print(f"error: {err}", file=sys.stderr)
@@ -99,25 +141,11 @@ def main(argv: list[str] | None = None):
     if not result.passed:
         print(
             f"error: exported outputs agree with the dygraph model on less than "
-            f"{100 * MIN_AGREEMENT:.1f}% of pixels: {result.checks}",
+            f"{100 * MIN_AGREEMENT:.1f}% of pixels: {result.checks}; nothing was written to "
+            f"{args.save_dir}",
             file=sys.stderr,
         )
         sys.exit(1)
-    if args.quantize:
-        shape = load_deploy(args.save_dir)["input_shape"]
-        check = None if args.no_verify else sample_input(cfg, shape)[0]
-        try:
-            if "onnx" in formats:
-                quantize_export(
-                    cfg, args.save_dir, args.calib_images, args.calib_method, check, args.threads
-                )
-            if "lite" in formats:
-                quantize_lite_export(
-                    cfg, args.save_dir, args.model_path, args.calib_images, args.calib_method
-                )
-        except RuntimeError as err:  # onnxruntime or PaddleSlim/opt could not quantize
-            print(f"error: INT8 quantization failed: {err}", file=sys.stderr)
-            sys.exit(1)
     return result
 
 

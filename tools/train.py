@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="Random seed")
     parser.add_argument("--num_workers", type=int, default=0, help="Data loader workers")
+    parser.add_argument(
+        "--skip_bad",
+        action="store_true",
+        help="Train without samples that are missing, unreadable or mismatched (checked at "
+        "start-up, see tools/check_dataset.py) or that fail to load later; each is logged",
+    )
     return parser.parse_args(argv)
 
 
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None):
         resume_model=resume,
         seed=args.seed,
         num_workers=args.num_workers,
+        skip_bad=args.skip_bad,
     )
 
 

@@ -1,7 +1,9 @@
 """Checkpoints in PaddleSeg's layout: ``iter_N/model.pdparams`` + ``model.pdopt``.
 
-A ``train_state.json`` beside them records the iteration and the best score so far, so a
-resumed run continues exactly where the checkpoint was taken. Distillation runs add
+Each folder is written whole or not at all (:class:`paddleseg_ext.atomic.StagedDirectory`),
+so a run killed at any moment leaves only complete checkpoints. A ``train_state.json``
+beside the weights records the iteration and the best score so far, so a resumed run
+continues exactly where the checkpoint was taken. Distillation runs add
 ``distill.pdparams`` (the trained loss adapters); ``model.pdparams`` always holds the
 student alone, so val, predict and export treat a distilled checkpoint like any other.
 """
@@ -10,16 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import paddle
 
+from ..atomic import StagedDirectory, remove_dir
 from ..config import ConfigError
 
 STATE_FILE = "train_state.json"
-# Folders being written or deleted; never taken for checkpoints, removed at the next start.
-TMP_SUFFIX = ".tmp"
-TRASH_SUFFIX = ".trash"
 DISTILL_FILE = "distill.pdparams"
 # Key prefix of the distillation adapters' parameters in the recorded parameter names.
 _DISTILL_PREFIX = "distill/"
@@ -46,52 +45,19 @@ def save_checkpoint(
     ``distill.pdparams``.
     """
     final = os.path.join(save_dir, f"iter_{state['iter']}")
-    tmp = final + TMP_SUFFIX
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
-    paddle.save(optimizer.state_dict(), os.path.join(tmp, "model.pdopt"))
-    if distill is not None:
-        paddle.save(distill.state_dict(), os.path.join(tmp, DISTILL_FILE))
-    param_names = {key: p.name for key, p in _named_parameters(model, distill)}
-    # The state file is written last: list_checkpoints takes a folder holding it as complete.
-    with open(os.path.join(tmp, STATE_FILE), "w") as f:
-        json.dump(state | {"param_names": param_names}, f, indent=2)
-    _replace_dir(tmp, final)
+    with StagedDirectory(final) as stage:
+        paddle.save(model.state_dict(), os.path.join(stage.path, "model.pdparams"))
+        paddle.save(optimizer.state_dict(), os.path.join(stage.path, "model.pdopt"))
+        if distill is not None:
+            paddle.save(distill.state_dict(), os.path.join(stage.path, DISTILL_FILE))
+        param_names = {key: p.name for key, p in _named_parameters(model, distill)}
+        with open(os.path.join(stage.path, STATE_FILE), "w") as f:
+            json.dump(state | {"param_names": param_names}, f, indent=2)
+        stage.commit()
     if keep_max:
         for old in list_checkpoints(save_dir)[:-keep_max]:
-            _remove_dir(os.path.join(save_dir, f"iter_{old}"))
+            remove_dir(os.path.join(save_dir, f"iter_{old}"))
     return final
-
-
-def _replace_dir(src: str, dst: str) -> None:
-    """Moves the finished folder ``src`` to ``dst``, replacing an older ``dst``.
-
-    Renames are atomic, so at any moment ``dst`` is either the old complete folder, absent,
-    or the new complete one; it is never a mix or a half-written folder.
-    """
-    if os.path.isdir(dst):
-        _remove_dir(dst)
-    os.replace(src, dst)
-
-
-def _remove_dir(path: str) -> None:
-    """Deletes a folder by renaming it out of sight first, so a kill mid-way leaves no
-    partly deleted folder that still looks complete."""
-    doomed = path + TRASH_SUFFIX
-    shutil.rmtree(doomed, ignore_errors=True)
-    os.replace(path, doomed)
-    shutil.rmtree(doomed)
-
-
-def remove_stale(save_dir: str) -> list[str]:
-    """Deletes the leftovers of a killed run (unfinished or half-deleted folders); returns them."""
-    if not os.path.isdir(save_dir):
-        return []
-    stale = sorted(e for e in os.listdir(save_dir) if e.endswith((TMP_SUFFIX, TRASH_SUFFIX)))
-    for entry in stale:
-        shutil.rmtree(os.path.join(save_dir, entry), ignore_errors=True)
-    return stale
 
 
 def list_checkpoints(save_dir: str) -> list[int]:
@@ -109,14 +75,12 @@ def list_checkpoints(save_dir: str) -> list[int]:
 def save_weights(directory: str, model: paddle.nn.Layer, info: dict | None = None) -> None:
     """Writes ``directory/model.pdparams`` (and ``info`` as ``metrics.json``), atomically:
     a folder left by a killed run is the previous complete one."""
-    tmp = directory.rstrip(os.sep) + TMP_SUFFIX
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    paddle.save(model.state_dict(), os.path.join(tmp, "model.pdparams"))
-    if info is not None:
-        with open(os.path.join(tmp, "metrics.json"), "w") as f:
-            json.dump(info, f, indent=2)
-    _replace_dir(tmp, directory)
+    with StagedDirectory(directory) as stage:
+        paddle.save(model.state_dict(), os.path.join(stage.path, "model.pdparams"))
+        if info is not None:
+            with open(os.path.join(stage.path, "metrics.json"), "w") as f:
+                json.dump(info, f, indent=2)
+        stage.commit()
 
 
 def load_weights(model: paddle.nn.Layer, path: str, file_name: str = "model.pdparams") -> None:

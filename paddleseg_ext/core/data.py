@@ -48,13 +48,22 @@ class SeededDataset(paddle.io.Dataset):
         seed: Base seed.
         skip_bad: On a sample that fails to load, log it and use the next loadable sample
             in list order instead of raising :class:`SampleError`.
+        bad: Indices known to be broken (``data_check``); with ``skip_bad`` they are
+            replaced like failing samples, without a new warning.
     """
 
-    def __init__(self, dataset: paddle.io.Dataset, seed: int, skip_bad: bool = False):
+    def __init__(
+        self,
+        dataset: paddle.io.Dataset,
+        seed: int,
+        skip_bad: bool = False,
+        bad: set[int] | None = None,
+    ):
         super().__init__()
         self.dataset = dataset
         self.seed = seed
         self.skip_bad = skip_bad
+        self.bad = frozenset(bad or ())
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -64,14 +73,17 @@ class SeededDataset(paddle.io.Dataset):
         sample_seed = hash((self.seed, self.epoch, int(idx))) % (2**32)
         n = len(self.dataset)
         for offset in range(n if self.skip_bad else 1):
+            pick = (int(idx) + offset) % n
+            if self.skip_bad and pick in self.bad:
+                continue
             random.seed(sample_seed)
             np.random.seed(sample_seed)
             try:
-                data = load_sample(self.dataset, (int(idx) + offset) % n)
+                data = load_sample(self.dataset, pick)
             except SampleError as err:
                 if not self.skip_bad:
                     raise
-                logger.warning(f"--skip_bad: skipping sample {(int(idx) + offset) % n}: {err}")
+                logger.warning(f"--skip_bad: sample {pick} is skipped: {err}")
                 continue
             return data["img"].astype("float32"), data["label"].astype("int64")
         raise SampleError(f"--skip_bad: none of the {n} samples loads")

@@ -19,12 +19,13 @@ import paddle.distributed as dist
 from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
 
-from ..config import build, check_dataset_root, check_pretrained, dataset_info
+from ..atomic import clean_stale
+from ..config import ConfigError, build, check_dataset_root, check_pretrained, dataset_info
+from ..data_check import check_split
 from ..models.convert import load_pretrained_weights
 from .checkpoint import (
     list_checkpoints,
     load_checkpoint,
-    remove_stale,
     save_checkpoint,
     save_weights,
 )
@@ -65,18 +66,33 @@ def _total_loss(logits: list, label: paddle.Tensor, losses: dict) -> paddle.Tens
     return total
 
 
-def _batches(loader: paddle.io.DataLoader, dataset: SeededDataset, sampler):
-    """Yields ``loader``'s batches, with a worker's :class:`SampleError` raised again here.
+def _batches(dataset: SeededDataset, sampler: ResumableBatchSampler, num_workers: int):
+    """Yields the epoch's ``(img, label)`` batches; a failing sample raises its own error.
 
-    A sample that fails in a loader worker reaches the main process only as Paddle's
-    ``SystemError: Blocking queue is killed``; the epoch's remaining samples are then loaded
-    here, in order, until the failing one raises its own error, which names the files.
+    Without workers the batches are read here: Paddle's single-process ``DataLoader`` reads
+    in a thread that swallows a dataset error and then waits forever. With workers, a
+    failing sample reaches this process only as Paddle's ``SystemError: Blocking queue is
+    killed``; the epoch's samples are then loaded here, in order, until the failing one
+    raises its :class:`SampleError`, which names the files.
     """
+    if num_workers == 0:
+        for indices in sampler:
+            img, label = _stack_batch([dataset[idx] for idx in indices])
+            yield paddle.to_tensor(img), paddle.to_tensor(label)
+        return
+    loader = paddle.io.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=_stack_batch,
+        return_list=True,
+        use_buffer_reader=False,
+    )
     try:
         yield from loader
     except SystemError:
-        for batch in sampler:
-            for idx in batch:
+        for indices in sampler:
+            for idx in indices:
                 dataset[idx]
         raise
 
@@ -105,6 +121,33 @@ def _average_buffers(model: paddle.nn.Layer, world_size: int) -> None:
         if buf.stop_gradient and buf.dtype in (paddle.float32, paddle.float64, paddle.float16):
             dist.all_reduce(buf)
             buf.set_value(buf / world_size)
+
+
+def _check_train_split(cfg: Config, skip_bad: bool, is_main: bool) -> set[int]:
+    """Runs the cheap dataset checks (``tools/check_dataset.py``); returns the samples to skip.
+
+    Raises:
+        ConfigError: The split has errors and ``skip_bad`` is off, or has errors no skip can
+            fix (a malformed list line, an empty split).
+    """
+    report = check_split(cfg, "train", progress=is_main)
+    problems = report.errors
+    if problems and (not skip_bad or any(p.index is None for p in problems)):
+        hint = "" if skip_bad else "; or pass --skip_bad to train without these samples"
+        raise ConfigError(
+            f"train_dataset: {len(problems)} bad sample(s), first: "
+            f"{', '.join(problems[0].files)}: {problems[0].message} "
+            f"(list them with tools/check_dataset.py --split train{hint})"
+        )
+    if is_main:
+        for problem in problems:
+            logger.warning(
+                f"--skip_bad: sample {problem.index} is skipped: "
+                f"{', '.join(problem.files)}: {problem.message}"
+            )
+        for problem in report.warnings:
+            logger.warning(f"train_dataset: {', '.join(problem.files)}: {problem.message}")
+    return report.bad_indices
 
 
 def _build_distiller(cfg: Config, model: paddle.nn.Layer):
@@ -151,6 +194,7 @@ def train(
     resume_model: str | None = None,
     seed: int = 0,
     num_workers: int = 0,
+    skip_bad: bool = False,
 ) -> paddle.nn.Layer:
     """Trains the model a PaddleSeg config describes and returns it (unwrapped).
 
@@ -173,6 +217,9 @@ def train(
         resume_model: An ``iter_N`` folder to continue from.
         seed: Seeds model init, shuffling and augmentation.
         num_workers: Data loader worker processes.
+        skip_bad: Train without the samples the start-up check finds broken, and skip (with
+            a warning) any sample that fails to load later; without it, either stops the run
+            with an error naming the files.
     """
     world_size = dist.get_world_size()
     rank = dist.get_rank()
@@ -180,6 +227,7 @@ def train(
         dist.init_parallel_env()
     set_seed(seed)
     check_pretrained(cfg)  # stock models read `pretrained` while built
+    bad_samples = _check_train_split(cfg, skip_bad, rank == 0)
     builder = build(cfg)
     model = builder.model
     load_pretrained_weights(model)  # ours read it here
@@ -195,8 +243,7 @@ def train(
 
     state = {"iter": 0, "best_mIoU": -1.0, "best_iter": -1}
     if rank == 0:
-        for entry in remove_stale(save_dir):
-            logger.info(f"Removed {os.path.join(save_dir, entry)}, left by an interrupted run")
+        clean_stale(save_dir)  # what a killed run left: logged
     if not resume_model and list_checkpoints(save_dir):
         logger.warning(
             f"{save_dir} already holds checkpoints up to iter_{list_checkpoints(save_dir)[-1]}; "
@@ -217,7 +264,7 @@ def train(
     sampler = ResumableBatchSampler(
         len(train_set), batch_size, shuffle=True, seed=seed, rank=rank, world_size=world_size
     )
-    seeded = SeededDataset(train_set, seed)
+    seeded = SeededDataset(train_set, seed, skip_bad, bad_samples)
     iters_per_epoch = len(sampler)
     trained = distiller or model
     net = paddle.DataParallel(trained) if world_size > 1 else trained
@@ -243,17 +290,8 @@ def train(
     while it < total_iters:
         sampler.set_epoch(epoch, skip)
         seeded.epoch = epoch
-        loader = paddle.io.DataLoader(
-            seeded,
-            batch_sampler=sampler,
-            num_workers=num_workers,
-            collate_fn=_stack_batch,
-            return_list=True,
-            # The buffer thread swallows dataset errors and then waits forever.
-            use_buffer_reader=False,
-        )
         tic = time.time()
-        for img, label in _batches(loader, seeded, sampler):
+        for img, label in _batches(seeded, sampler, num_workers):
             reader_sum += time.time() - tic
             it += 1
             # Re-seeding per iteration makes dropout/drop-path identical after a resume.

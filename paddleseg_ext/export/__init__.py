@@ -7,13 +7,22 @@
 - ``deploy/lite/driver.py``: Paddle Lite, through its side environment (:func:`lite_driver`).
 """
 
-from .graph import INPUT_NAME, OUTPUT_OPS, ExportModel, outputs_labels, prepare_model, save_paddle
-from .onnx_convert import convert_onnx
+from .graph import (
+    INPUT_NAME,
+    OUTPUT_OPS,
+    ExportModel,
+    outputs_labels,
+    prepare_model,
+    save_paddle,
+    trace_paddle,
+)
+from .onnx_convert import ONNX_OPSETS, convert_onnx
 from .pipeline import (
     DEFAULT_FORMATS,
     FORMATS,
     ExportResult,
     check_input_shape,
+    check_save_dir,
     default_input_shape,
     export,
     lite_driver,
@@ -28,10 +37,12 @@ __all__ = [
     "FORMATS",
     "INPUT_NAME",
     "MIN_AGREEMENT",
+    "ONNX_OPSETS",
     "OUTPUT_OPS",
     "ExportModel",
     "ExportResult",
     "check_input_shape",
+    "check_save_dir",
     "compare_outputs",
     "convert_onnx",
     "default_input_shape",
@@ -42,6 +53,7 @@ __all__ = [
     "prepare_model",
     "sample_input",
     "save_paddle",
+    "trace_paddle",
     "val_transforms",
     "verify_export",
     "write_deploy_yaml",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from paddle.jit.dy2static.program_translator import StaticFunction
 from seg_runtime import ExportFiles
 
 from ..config import ConfigError
@@ -117,16 +118,44 @@ def prepare_model(model: nn.Layer, output_op: str, num_classes: int) -> nn.Layer
     )
 
 
+def trace_paddle(layer: nn.Layer, input_shape: Sequence[int]) -> None:
+    """Converts ``layer`` to a static graph for ``input_shape`` now (in place).
+
+    Tracing is where a model rejects an input shape it cannot export (e.g. TopFormer without
+    ``input_size`` and a dynamic H/W), so the export traces before it writes anything;
+    ``save_paddle`` then saves the traced program.
+
+    Raises:
+        ConfigError: The model raised ``ValueError`` while being traced at this shape.
+    """
+    layer.eval()
+    spec = [paddle.static.InputSpec(list(input_shape), "float32", INPUT_NAME)]
+    paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    try:
+        layer.forward.concrete_program  # noqa: B018 (the property traces)
+    except ValueError as err:
+        # Paddle prefixes the model's message with the traced source; its last line is the
+        # message itself.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[-1].removeprefix("ValueError: ") if lines else repr(err)
+        model = getattr(layer, "model", layer)
+        raise ConfigError(
+            f"--input_shape {list(input_shape)}: {type(model).__name__} cannot be exported "
+            f"at this shape: {reason}"
+        ) from err
+
+
 def save_paddle(layer: nn.Layer, input_shape: Sequence[int], save_dir: str) -> dict[str, str]:
     """Writes the PIR inference program ``model.json`` + ``model.pdiparams``.
+
+    A layer already traced by ``trace_paddle`` is saved as traced.
 
     Returns:
         ``{"model": "model.json", "params": "model.pdiparams"}`` (names in ``save_dir``).
     """
-    layer.eval()
-    spec = [paddle.static.InputSpec(list(input_shape), "float32", INPUT_NAME)]
-    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
-    paddle.jit.save(static, os.path.join(save_dir, ExportFiles.PREFIX))
+    if not isinstance(layer.forward, StaticFunction):
+        trace_paddle(layer, input_shape)
+    paddle.jit.save(layer, os.path.join(save_dir, ExportFiles.PREFIX))
     for name in (ExportFiles.PADDLE_MODEL, ExportFiles.PADDLE_LEGACY_MODEL):
         if os.path.isfile(os.path.join(save_dir, name)):
             return {"model": name, "params": ExportFiles.PADDLE_PARAMS}

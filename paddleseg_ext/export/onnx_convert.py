@@ -4,25 +4,46 @@ paddle2onnx's default optimizer ("polygraphy") sets ``POLYGRAPHY_AUTOINSTALL_DEP
 pip-installs packages at run time. The conversion here uses ``optimize_tool="none"`` with
 ``POLYGRAPHY_AUTOINSTALL_DEPS=0``, and runs in a child process, because paddle2onnx aborts
 the whole process (SIGABRT) on an operator it cannot convert (e.g. adaptive pooling with a
-dynamic input size); the child's error lines are reported instead.
+dynamic input size); the child's error lines are reported instead. The child dies with
+its parent, so an export killed during the conversion leaves no converter writing into its
+folder.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import tempfile
 
 # Before anything imports paddle2onnx (and polygraphy): never install packages at run time.
 os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
 
+# The opsets paddle2onnx 2.1 accepts; any other aborts the conversion ("The Opset Version
+# must be between 7 and 21").
+ONNX_OPSETS = range(7, 22)
+# prctl option: signal sent to this process when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Has the kernel SIGKILL this process when ``parent`` dies (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
 
 def _convert_onnx_child(
-    model_file: str, params_file: str, onnx_file: str, opset: int, log_file: str
+    model_file: str, params_file: str, onnx_file: str, opset: int, log_file: str, parent: int
 ) -> None:
     """Child process body of ``convert_onnx``: paddle2onnx with its output sent to a file."""
     import faulthandler
 
+    _die_with_parent(parent)
     # An abort is reported by the parent from the log; no inherited crash dump to stderr.
     faulthandler.disable()
     log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -62,7 +83,7 @@ def convert_onnx(
     try:
         child = multiprocessing.get_context(method).Process(
             target=_convert_onnx_child,
-            args=(model_file, params_file, onnx_file, opset, log_file),
+            args=(model_file, params_file, onnx_file, opset, log_file, os.getpid()),
         )
         child.start()
         child.join(timeout)

@@ -13,6 +13,11 @@
 The graph ends with the chosen output op (:mod:`.graph`). After export, Paddle Inference and
 onnxruntime run the files on one sample (a val image when the dataset is on disk, else
 random values) and are compared with the dygraph model (:mod:`.verify`).
+
+Whatever can be checked without writing is checked first. The files are then written and
+checked in ``SAVE_DIR.tmp-<pid>``, which takes the directory's place by renames at the end
+(:class:`paddleseg_ext.atomic.StagedDirectory`), so a directory whose ``deploy.yaml`` names
+missing or partial files never appears, even when the process is killed.
 """
 
 from __future__ import annotations
@@ -22,19 +27,28 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import paddle.nn as nn
 import yaml
 from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
 from seg_runtime import DEPLOY_FILE, ExportFiles, Preprocessor
 
+from ..atomic import StagedDirectory
 from ..config import ConfigError, build, dataset_info
 from ..core.checkpoint import load_weights
-from .graph import INPUT_NAME, OUTPUT_OPS, ExportModel, outputs_labels, prepare_model, save_paddle
-from .onnx_convert import convert_onnx
+from .graph import (
+    INPUT_NAME,
+    OUTPUT_OPS,
+    ExportModel,
+    outputs_labels,
+    prepare_model,
+    save_paddle,
+    trace_paddle,
+)
+from .onnx_convert import ONNX_OPSETS, convert_onnx
 from .verify import MIN_AGREEMENT, logit_differences, sample_input, verify_export
 
 FORMATS = ("paddle", "onnx", "lite")
@@ -135,6 +149,32 @@ def write_deploy_yaml(save_dir: str, info: dict) -> str:
     return path
 
 
+def check_save_dir(save_dir: str) -> None:
+    """Fails when an export cannot take ``save_dir``'s place without destroying other data.
+
+    The export replaces the whole directory, so it must be new, empty, or a previous export
+    (only names from ``ExportFiles.ALL``).
+
+    Raises:
+        ConfigError: ``save_dir``, or the nearest existing folder above it, is not a
+            directory, or ``save_dir`` holds entries that no export writes.
+    """
+    path = os.path.realpath(save_dir)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--save_dir {save_dir}: {existing} is a file, not a directory")
+    if existing == path:
+        foreign = sorted(set(os.listdir(path)) - set(ExportFiles.ALL))
+        if foreign:
+            raise ConfigError(
+                f"--save_dir {save_dir} is not an export directory (it holds "
+                f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}) and an export "
+                "replaces the whole directory; choose a new or empty one"
+            )
+
+
 def export(
     cfg: Config,
     save_dir: str,
@@ -146,12 +186,19 @@ def export(
     opset: int = 13,
     verify: bool = True,
     threads: int = 1,
+    add_files: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Exports the config's model for deployment (see the module docstring).
 
+    Every check that needs no file written runs first (options, ``save_dir``, weights, the
+    model traced at ``input_shape``). The files are then written into a sibling folder
+    ``SAVE_DIR.tmp-<pid>`` and checked there, and that folder replaces ``save_dir`` (by
+    renames) only when everything succeeded (``paddleseg_ext.atomic.StagedDirectory``). A
+    failed or interrupted export leaves an existing ``save_dir`` as it was.
+
     Args:
         cfg: A loaded config (``load_config(path, "val")``).
-        save_dir: Output directory (created).
+        save_dir: Output directory; new, empty, or a previous export (replaced as a whole).
         model_path: ``model.pdparams`` or its folder; None keeps random weights (warned).
         input_shape: (N, 3, H, W), -1 for a dynamic N/H/W; None: ``default_input_shape``.
         output_op: One of ``OUTPUT_OPS``.
@@ -159,17 +206,29 @@ def export(
         opset: ONNX opset.
         verify: Run the exported files and compare them with the dygraph model.
         threads: CPU threads of the check.
+        add_files: Called with the folder being written after a passed check, before it
+            replaces ``save_dir``, to add files (the INT8 models) to the same export.
 
     Returns:
-        The files written and the check results.
+        The files written and the check results. When the check did not pass
+        (``passed`` False) nothing was written.
 
     Raises:
-        ConfigError: Unsupported option combination (raised before anything is written).
+        ConfigError: Unsupported option, ``save_dir``, weights or input shape (raised
+            before anything is written).
+        FileNotFoundError: ``model_path`` does not exist (raised before anything is
+            written).
         RuntimeError: A conversion failed.
     """
     names = parse_formats(formats)
     if output_op not in OUTPUT_OPS:
         raise ConfigError(f"unknown --output_op {output_op!r}; choose from {', '.join(OUTPUT_OPS)}")
+    if "onnx" in names and opset not in ONNX_OPSETS:
+        raise ConfigError(
+            f"--opset {opset}: paddle2onnx converts opsets {ONNX_OPSETS.start} to "
+            f"{ONNX_OPSETS.stop - 1}"
+        )
+    check_save_dir(save_dir)
     if "lite" in names:
         lite_driver().check_lite(output_op)
     shape = check_input_shape(input_shape) if input_shape else default_input_shape(cfg)
@@ -185,43 +244,21 @@ def export(
     if model_path is None:
         logger.warning("No --model_path: exporting randomly initialised weights")
     else:
-        load_weights(model, model_path)
+        try:
+            load_weights(model, model_path)
+        except ConfigError:
+            raise
+        except ValueError as err:  # paddle.load cannot parse the file
+            raise ConfigError(f"--model_path {model_path}: {err}") from err
     model = prepare_model(model, output_op, num_classes)
     labels = outputs_labels(model)
     model.eval()
     layer = ExportModel(model, output_op, labels)
-    layer.eval()
-
-    os.makedirs(save_dir, exist_ok=True)
-    for stale in ExportFiles.ALL:
-        if os.path.exists(os.path.join(save_dir, stale)):
-            os.remove(os.path.join(save_dir, stale))
-    files: dict[str, str] = {}
-    # ONNX is converted from the Paddle program; without "paddle" that stays in a temp dir.
-    paddle_dir = save_dir if "paddle" in names else tempfile.mkdtemp(prefix="export_")
-    try:
-        paddle_files = save_paddle(layer, shape, paddle_dir)
-        if "paddle" in names:
-            files.update(paddle_files)
-        if "onnx" in names:
-            convert_onnx(
-                os.path.join(paddle_dir, paddle_files["model"]),
-                os.path.join(paddle_dir, paddle_files["params"]),
-                os.path.join(save_dir, ExportFiles.ONNX),
-                opset,
-            )
-            files["onnx_model"] = ExportFiles.ONNX
-    finally:
-        if paddle_dir != save_dir:
-            shutil.rmtree(paddle_dir, ignore_errors=True)
-    if "lite" in names:
-        files["lite_model"] = lite_driver().convert_lite(
-            cfg, model, shape, output_op, save_dir, verify
-        )
+    if "paddle" in names or "onnx" in names:
+        trace_paddle(layer, shape)
 
     label_output = labels or output_op in ("argmax", "vim")
     info = {
-        **files,
         "transforms": val_transforms(cfg),
         "input_name": INPUT_NAME,
         "input_shape": list(shape),
@@ -233,26 +270,89 @@ def export(
         "model_type": type(model).__name__,
         "opset": opset if "onnx" in names else None,
     }
-    files["deploy"] = os.path.relpath(write_deploy_yaml(save_dir, info), save_dir)
-    result = ExportResult(save_dir=save_dir, files=files)
+    with StagedDirectory(save_dir) as stage:
+        files = _write_models(cfg, model, layer, names, shape, output_op, opset, verify, stage.path)
+        # deploy.yaml names the files relative to its folder, so it stays valid after the
+        # rename; it is written after them.
+        write_deploy_yaml(stage.path, {**files, **info})
+        files["deploy"] = DEPLOY_FILE
+        result = ExportResult(save_dir=save_dir, files=files)
+        if verify:
+            _check(result, cfg, model, layer, stage.path, shape, opset, threads)
+        if not result.passed:
+            logger.error(f"Export check failed: nothing written to {save_dir}")
+            return result
+        if add_files is not None:
+            add_files(stage.path)
+        stage.commit()
     logger.info(f"Exported {', '.join(files.values())} to {save_dir}")
-
-    if verify:
-        x, source = sample_input(cfg, shape)
-        result.checks = verify_export(layer, save_dir, files, x, threads)
-        if not labels and label_output:
-            diffs = logit_differences(
-                model, shape, "model" in files, "onnx_model" in files, x, opset, threads
-            )
-            for backend, diff in diffs.items():
-                result.checks[backend]["max_abs_diff"] = diff
-        result.passed = all(c["label_agreement"] >= MIN_AGREEMENT for c in result.checks.values())
-        logger.info(f"Export check on {source}, input {list(x.shape)}:")
-        for backend, check in result.checks.items():
-            diff = check["max_abs_diff"]
-            diff_text = "n/a (the model outputs labels)" if diff is None else f"{diff:.3g}"
-            logger.info(
-                f"  {backend:<17} label agreement {100 * check['label_agreement']:.3f}% vs "
-                f"dygraph, max |logit diff| {diff_text}"
-            )
     return result
+
+
+def _write_models(
+    cfg: Config,
+    model: nn.Layer,
+    layer: ExportModel,
+    names: Sequence[str],
+    shape: Sequence[int],
+    output_op: str,
+    opset: int,
+    verify: bool,
+    directory: str,
+) -> dict[str, str]:
+    """Writes the model files of ``names`` into ``directory``; returns them by role."""
+    files: dict[str, str] = {}
+    # ONNX is converted from the Paddle program; without "paddle" that stays in a subfolder
+    # (inside the stage, so that a killed run leaves nothing elsewhere).
+    paddle_dir = directory if "paddle" in names else os.path.join(directory, "paddle_program")
+    if "paddle" in names or "onnx" in names:
+        os.makedirs(paddle_dir, exist_ok=True)  # the subfolder; the stage itself exists
+        paddle_files = save_paddle(layer, shape, paddle_dir)
+        if "paddle" in names:
+            files.update(paddle_files)
+    if "onnx" in names:
+        convert_onnx(
+            os.path.join(paddle_dir, paddle_files["model"]),
+            os.path.join(paddle_dir, paddle_files["params"]),
+            os.path.join(directory, ExportFiles.ONNX),
+            opset,
+        )
+        files["onnx_model"] = ExportFiles.ONNX
+        if paddle_dir != directory:
+            shutil.rmtree(paddle_dir)
+    if "lite" in names:
+        files["lite_model"] = lite_driver().convert_lite(
+            cfg, model, shape, output_op, directory, verify
+        )
+    return files
+
+
+def _check(
+    result: ExportResult,
+    cfg: Config,
+    model: nn.Layer,
+    layer: ExportModel,
+    directory: str,
+    shape: Sequence[int],
+    opset: int,
+    threads: int,
+) -> None:
+    """Runs the files in ``directory`` against the dygraph model; fills ``result``."""
+    x, source = sample_input(cfg, shape)
+    files = result.files
+    result.checks = verify_export(layer, directory, files, x, threads)
+    if not layer.outputs_labels and layer.output_op in ("argmax", "vim"):
+        diffs = logit_differences(
+            model, shape, "model" in files, "onnx_model" in files, x, opset, threads, directory
+        )
+        for backend, diff in diffs.items():
+            result.checks[backend]["max_abs_diff"] = diff
+    result.passed = all(c["label_agreement"] >= MIN_AGREEMENT for c in result.checks.values())
+    logger.info(f"Export check on {source}, input {list(x.shape)}:")
+    for backend, check in result.checks.items():
+        diff = check["max_abs_diff"]
+        diff_text = "n/a (the model outputs labels)" if diff is None else f"{diff:.3g}"
+        logger.info(
+            f"  {backend:<17} label agreement {100 * check['label_agreement']:.3f}% vs "
+            f"dygraph, max |logit diff| {diff_text}"
+        )

@@ -98,18 +98,23 @@ def logit_differences(
     x: np.ndarray,
     opset: int = 13,
     threads: int = 1,
+    work_dir: str | None = None,
 ) -> dict[str, float]:
     """Max |logit difference| of each backend, through a temporary logits-only export.
 
     An ``argmax`` graph hides the logits; exporting the same model with ``none`` shows how
     far the backends' logits are from dygraph's.
 
+    Args:
+        work_dir: Where the temporary export goes (default: the system's temporary folder);
+            the export passes its own folder, so that a killed run leaves nothing elsewhere.
+
     Returns:
         Per backend (``paddle_inference``, ``onnxruntime``) the largest absolute difference.
     """
     layer = ExportModel(model, "none", False)
     layer.eval()
-    with tempfile.TemporaryDirectory(prefix="export_logits_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="export_logits_", dir=work_dir) as tmp:
         files = save_paddle(layer, input_shape, tmp)
         if onnx_check:
             onnx_file = os.path.join(tmp, ExportFiles.ONNX)

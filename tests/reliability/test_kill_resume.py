@@ -29,12 +29,11 @@ import pytest
 import yaml
 from helpers import REPO, TINY_CONFIG, write_distill_configs
 
+from paddleseg_ext.atomic import is_staging
 from paddleseg_ext.config import build, load_config
 from paddleseg_ext.core.checkpoint import (
     DISTILL_FILE,
     STATE_FILE,
-    TMP_SUFFIX,
-    TRASH_SUFFIX,
     list_checkpoints,
     load_checkpoint,
 )
@@ -72,7 +71,7 @@ def _saving(save_dir: Path, started: float) -> bool:
     removed at start-up, so only folders changed since ``started`` count)."""
     for entry in os.listdir(save_dir):
         try:
-            if entry.endswith((TMP_SUFFIX, TRASH_SUFFIX)):
+            if is_staging(entry):
                 if (save_dir / entry).stat().st_mtime > started:
                     return True
         except FileNotFoundError:  # renamed or deleted since listed
@@ -105,7 +104,7 @@ def _check_checkpoints(save_dir: Path, config: Path, distill: bool) -> int:
     iters = list_checkpoints(str(save_dir))
     for entry in os.listdir(save_dir):
         # Anything named like a checkpoint is complete; the rest is marked as unfinished.
-        if entry.startswith("iter_") and not entry.endswith((TMP_SUFFIX, TRASH_SUFFIX)):
+        if entry.startswith("iter_") and not is_staging(entry):
             assert int(entry[5:]) in iters, f"{entry} has no {STATE_FILE}"
     builder = build(load_config(str(config)))
     for it in iters:
@@ -177,7 +176,7 @@ def _kill_campaign(tmp_path: Path, config: Path, seed: int, distill: bool) -> No
     got = json.loads((save_dir / "best_model" / "metrics.json").read_text())
     assert got == json.loads((reference / "best_model" / "metrics.json").read_text())
     assert sum(kind == "save" for kind in kinds) >= 3 and len(kinds) >= KILLS
-    leftovers = [e for e in os.listdir(save_dir) if e.endswith((TMP_SUFFIX, TRASH_SUFFIX))]
+    leftovers = [e for e in os.listdir(save_dir) if is_staging(e)]
     assert not leftovers, f"unfinished folders remain after a clean end: {leftovers}"
 
 

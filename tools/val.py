@@ -1,6 +1,9 @@
 """Evaluate a trained model: mIoU, mDice, pixel accuracy, kappa and a per-class table.
 
 python tools/val.py --config X.yml --model_path output/best_model/model.pdparams
+
+An image or label that cannot be read stops the evaluation (a partial score would mislead):
+one ``error: cannot load IMAGE, LABEL: reason`` line, exit status 2.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, add_postprocess_arg, run, setup_device
 from paddleseg_ext.config import (
+    ConfigError,
     build,
     build_postprocess,
     check_dataset_root,
@@ -19,6 +23,7 @@ from paddleseg_ext.config import (
 )
 from paddleseg_ext.core import evaluate
 from paddleseg_ext.core.checkpoint import load_weights
+from paddleseg_ext.core.data import SampleError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,4 +65,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, errors=(ConfigError, FileNotFoundError, SampleError))

@@ -10,6 +10,12 @@ export directory to the device; nothing else is needed.
 
 Writes ``labels/NAME.png`` (class ids, uint8) and ``pseudo_color/NAME.png`` per image (for a
 video, ``labels/VIDEO/000000.png`` per frame) and prints the inference latency of each image.
+
+Images are read by ``seg_runtime.read_image`` (its docstring lists the rules). A single image
+that cannot be read is an error: one ``error: PATH: reason`` line, exit status 2. In a folder
+or a video, an unreadable image or a broken frame is skipped with one ``skipped: PATH: reason``
+line on stderr and the others are processed; the run then ends with an ``error:`` line
+counting the skipped inputs and exit status 2.
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ import os
 
 import cv2
 import numpy as np
-from seg_runtime import BACKENDS, SegPredictor, color_palette, iter_inputs
+from seg_runtime import (
+    BACKENDS,
+    InputError,
+    SegPredictor,
+    SkipReport,
+    color_palette,
+    iter_inputs,
+)
 from seg_runtime.cli import run
 from seg_runtime.postprocess import PostProcessor
 
@@ -48,7 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> list[float]:
-    """Runs the model on every input; returns the per-image latencies in ms."""
+    """Runs the model on every input; returns the per-image latencies in ms.
+
+    Raises:
+        InputError: A single image cannot be read, or inputs of a folder or video were
+            skipped (after the others were processed).
+    """
     args = parse_args(argv)
     providers = ["CPUExecutionProvider"] if args.cpu_only else None
     predictor = SegPredictor(
@@ -66,7 +84,8 @@ def main(argv: list[str] | None = None) -> list[float]:
         print(f"onnxruntime providers: {', '.join(predictor.runner.providers)}")
     palette = color_palette(predictor.num_classes)
     latencies = []
-    for name, image in iter_inputs(args.image_path, args.max_frames):
+    skipped = SkipReport()
+    for name, image in iter_inputs(args.image_path, args.max_frames, on_error=skipped):
         labels, latency = predictor(image)
         latencies.append(latency)
         outputs = {
@@ -79,10 +98,13 @@ def main(argv: list[str] | None = None) -> list[float]:
             if not cv2.imwrite(out, array):
                 raise OSError(f"Cannot write {out}")
         print(f"{name}: {latency:.2f} ms")
-    print(
-        f"{len(latencies)} image(s), {args.backend}: mean {np.mean(latencies):.2f} ms, "
-        f"median {np.median(latencies):.2f} ms; results in {args.save_dir}"
-    )
+    if latencies:
+        print(
+            f"{len(latencies)} image(s), {args.backend}: mean {np.mean(latencies):.2f} ms, "
+            f"median {np.median(latencies):.2f} ms; results in {args.save_dir}"
+        )
+    if skipped.count:
+        raise InputError(skipped.summary(len(latencies)))
     return latencies
 
 

@@ -12,6 +12,8 @@ from paddleseg.utils import logger
 from prettytable import PrettyTable
 from seg_runtime.metrics import SegMetricAccumulator
 
+from .data import SampleError, load_sample
+
 
 def predict_labels(model: paddle.nn.Layer, img: paddle.Tensor, size: list[int]) -> np.ndarray:
     """Runs ``model`` on ``img`` (N, 3, h, w) and returns int labels (N, H, W) at ``size``.
@@ -28,6 +30,31 @@ def predict_labels(model: paddle.nn.Layer, img: paddle.Tensor, size: list[int]) 
     if list(out.shape[-2:]) != list(size):
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
     return paddle.argmax(out, axis=1).numpy()
+
+
+class _CheckedSamples(paddle.io.Dataset):
+    """Reads ``dataset``'s samples with :func:`load_sample`; a failure becomes a sample.
+
+    A loader worker re-raises a dataset error with the worker's whole traceback as its
+    message; returned as ``{"error": UTF-8 bytes of the message}`` instead, it reaches
+    :func:`evaluate` as the one-line :class:`SampleError` naming the sample's files, whatever
+    ``num_workers``. The bytes travel as a uint8 array: the loader silently ends the epoch
+    on a sample holding a string.
+    """
+
+    def __init__(self, dataset: paddle.io.Dataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict:
+        try:
+            return load_sample(self.dataset, idx)
+        except SampleError as err:
+            message = " ".join(str(err).split())  # OpenCV errors span several lines
+            return {"error": np.frombuffer(message.encode("utf-8"), dtype=np.uint8)}
 
 
 @paddle.no_grad()
@@ -52,11 +79,14 @@ def evaluate(
     Returns:
         dict: ``mIoU``, ``mDice``, ``Acc``, ``Kappa``, ``class_IoU``, ``class_Dice``
         (plus ``LPCVC_Dice`` when ``lpcvc``).
+
+    Raises:
+        SampleError: A sample's image or label cannot be read; the message names its files.
     """
     was_training = model.training
     model.eval()
     loader = paddle.io.DataLoader(
-        dataset,
+        _CheckedSamples(dataset),
         batch_size=1,
         shuffle=False,
         num_workers=num_workers,
@@ -71,6 +101,8 @@ def evaluate(
     if print_detail:
         logger.info(f"Start evaluating (total_samples: {len(dataset)}) ...")
     for i, data in enumerate(loader):
+        if "error" in data:
+            raise SampleError(data["error"].numpy()[0].tobytes().decode("utf-8"))
         label = data["label"].numpy().astype("int64")
         label = label.reshape(label.shape[0], *label.shape[-2:])
         pred = predict_labels(model, data["img"], list(label.shape[-2:]))

@@ -10,7 +10,8 @@ import numpy as np
 import paddle
 from paddleseg.transforms import Compose
 from paddleseg.utils import logger
-from seg_runtime import color_palette
+from seg_runtime import color_palette, read_images
+from seg_runtime.media import ErrorHandler
 
 from .evaluate import predict_labels
 
@@ -26,6 +27,7 @@ def predict(
     image_root: str | None = None,
     overlay_weight: float = 0.6,
     postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+    on_error: ErrorHandler | None = None,
 ) -> list[str]:
     """Segments each image and writes three PNGs per image under ``save_dir``.
 
@@ -34,19 +36,27 @@ def predict(
     Names keep their path relative to ``image_root`` (default: the images' common folder).
     ``postprocess`` (an (H, W) label map in, one out) runs on the labels before writing.
 
+    Images are read by ``seg_runtime.read_image``, with the device runtime's rules (grayscale,
+    alpha, 16-bit, palette and EXIF orientation handled; corrupt files refused), then go
+    through ``transforms`` as PaddleSeg's own reader would give them (BGR float32).
+
+    Args:
+        on_error: Called with the ``InputError`` of an unreadable image, which is then
+            skipped (e.g. a ``seg_runtime.SkipReport``); None raises it.
+
     Returns:
         list[str]: the label PNG paths written.
+
+    Raises:
+        seg_runtime.InputError: An image cannot be read and ``on_error`` is None.
     """
     model.eval()
     palette = color_palette(num_classes)
     if image_root is None:
         image_root = os.path.commonpath([os.path.dirname(p) for p in image_paths])
     written = []
-    for i, path in enumerate(image_paths):
-        original = cv2.imread(path, cv2.IMREAD_COLOR)
-        if original is None:
-            raise ValueError(f"Cannot read image {path}")
-        data = transforms({"img": path, "trans_info": [], "gt_fields": []})
+    for path, original in read_images(image_paths, on_error):
+        data = transforms({"img": original.astype("float32"), "trans_info": [], "gt_fields": []})
         img = paddle.to_tensor(data["img"][np.newaxis].astype("float32"))
         labels = predict_labels(model, img, list(original.shape[:2]))[0]
         if postprocess is not None:
@@ -63,5 +73,5 @@ def predict(
             os.makedirs(os.path.dirname(out), exist_ok=True)
             cv2.imwrite(out, array)
         written.append(os.path.join(save_dir, "labels", rel))
-        logger.info(f"[PREDICT] {i + 1}/{len(image_paths)} {path}")
+        logger.info(f"[PREDICT] {len(written)}/{len(image_paths)} {path}")
     return written

@@ -10,7 +10,17 @@ reverse.
 
 from .backends import BACKENDS, LiteRunner, OrtRunner, PaddleRunner, create_runner
 from .files import DEPLOY_FILE, ExportFiles, load_deploy
-from .media import IMAGE_EXTS, VIDEO_EXTS, color_palette, iter_inputs, list_images
+from .media import (
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    InputError,
+    SkipReport,
+    color_palette,
+    iter_inputs,
+    list_images,
+    read_image,
+    read_images,
+)
 from .predictor import SegPredictor, to_labels
 from .preprocess import STRIDE, Preprocessor, model_input_size, resize_to_input
 from .timing import (
@@ -30,11 +40,13 @@ __all__ = [
     "STRIDE",
     "VIDEO_EXTS",
     "ExportFiles",
+    "InputError",
     "LiteRunner",
     "OrtRunner",
     "PaddleRunner",
     "Preprocessor",
     "SegPredictor",
+    "SkipReport",
     "color_palette",
     "create_runner",
     "format_perf",
@@ -43,6 +55,8 @@ __all__ = [
     "load_deploy",
     "measure_latency",
     "model_input_size",
+    "read_image",
+    "read_images",
     "resize_to_input",
     "summarize_ms",
     "time_interleaved",

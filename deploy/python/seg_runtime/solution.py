@@ -11,6 +11,11 @@ total seconds spent in the model's forward pass over all images (after one untim
 run), as the challenge's referee expects. Everything else goes to stderr. At run time it
 needs Python >= 3.8, NumPy, OpenCV and onnxruntime (TensorRT or CUDA execution provider when
 present, else the CPU).
+
+Images are read by :func:`seg_runtime.media.read_image`. One that cannot be read is skipped
+with a ``skipped: PATH: reason`` line on stderr, and the run goes on and exits with status 0:
+the referee scores a missing output as 0 for that image, while an aborted run would score
+every image after it as 0. A closing ``warning:`` line on stderr counts the skipped images.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> float:
     import cv2
 
     from .backends import OrtRunner
-    from .media import IMAGE_EXTS
+    from .media import IMAGE_EXTS, SkipReport, read_images
     from .postprocess import PostProcessor
     from .predictor import SegPredictor
 
@@ -113,18 +118,20 @@ def main(argv: list[str] | None = None) -> float:
         raise FileNotFoundError(f"input folder not found: {args.input}")
     names = sorted(n for n in os.listdir(args.input) if n.lower().endswith(IMAGE_EXTS))
     os.makedirs(args.output, exist_ok=True)
-    total = 0.0
-    for i, name in enumerate(names):
-        image = cv2.imread(os.path.join(args.input, name), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot read image {os.path.join(args.input, name)}")
-        if i == 0:
+    total, done = 0.0, 0
+    skipped = SkipReport()
+    for path, image in read_images([os.path.join(args.input, n) for n in names], skipped):
+        if not done:
             predictor(image)  # untimed warm-up: session initialisation, engine building
         labels, latency_ms = predictor(image)  # latency: the forward call alone
         total += latency_ms / 1000
+        done += 1
+        name = os.path.basename(path)
         out_name = name if name.lower().endswith(".png") else os.path.splitext(name)[0] + ".png"
         if not cv2.imwrite(os.path.join(args.output, out_name), labels.astype(np.uint8)):
             raise OSError(f"cannot write {os.path.join(args.output, out_name)}")
+    if skipped.count:
+        print(f"warning: {skipped.summary(done)}", file=sys.stderr)
     print(f"{total:.6f}")
     sys.stdout.flush()
     return total

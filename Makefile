@@ -40,6 +40,22 @@ lite-env: $(LITE_STAMP)
 demo: install
 	$(BIN)/python tools/demo.py --save_dir output/demo
 
+# The web demo on `make demo`'s export; SERVE_ARGS adds flags (tools/serve.py --help), e.g.
+# make serve SERVE_ARGS="--port 8080 --model_dir output/other/export".
+DEMO_EXPORT := output/demo/export
+.PHONY: serve browser-deps
+
+serve: install
+	@test -f $(DEMO_EXPORT)/deploy.yaml || { echo "serve: no export in $(DEMO_EXPORT):" \
+		"run make demo first" >&2; exit 1; }
+	$(BIN)/python tools/serve.py --model_dir $(DEMO_EXPORT) $(SERVE_ARGS)
+
+# Chromium and its WebDriver (Debian packages, as root) for tests/web/test_browser.py, which
+# is skipped without them.
+browser-deps:
+	apt-get update
+	apt-get install -y chromium chromium-driver
+
 test: install
 	@$(MAKE) --no-print-directory lite-env || echo "make test: no Paddle Lite side" \
 		"environment, the Lite export tests will be skipped" >&2

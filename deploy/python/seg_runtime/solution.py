@@ -39,6 +39,10 @@ STATS_ENTRY = f"{DATA_DIR}/postprocess.json"
 MAIN = "from seg_runtime.cli import run\nfrom seg_runtime.solution import main\n\nrun(main)\n"
 
 
+# Runtime modules a solution never runs: the web demo (it also needs Flask).
+NOT_PACKAGED = ("web.py",)
+
+
 def build_solution(
     model_dir: str,
     out: str,
@@ -68,7 +72,7 @@ def build_solution(
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("__main__.py", MAIN)
         for name in sorted(os.listdir(package_dir)):
-            if name.endswith(".py"):
+            if name.endswith(".py") and name not in NOT_PACKAGED:
                 zf.write(os.path.join(package_dir, name), f"seg_runtime/{name}")
         zf.write(os.path.join(model_dir, onnx_name), f"seg_runtime/{MODEL_ENTRY}")
         zf.writestr(f"seg_runtime/{DEPLOY_ENTRY}", json.dumps(deploy))

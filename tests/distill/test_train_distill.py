@@ -118,10 +118,12 @@ def test_export_of_a_distilled_checkpoint_equals_a_plain_export(full_run, tiny_c
         ("distilled", cfg, out / "iter_4/model.pdparams"),
         ("plain", tiny_config, tmp_path / "plain/iter_6/model.pdparams"),
     ):
-        export(load_config(str(config), "val"), str(tmp_path / name), model_path=str(model_path),
+        # Apart from the training folders: an export replaces its whole directory.
+        save_dir = str(tmp_path / f"{name}_export")
+        export(load_config(str(config), "val"), save_dir, model_path=str(model_path),
                input_shape=shape, formats="onnx", verify=False)  # fmt: skip
-    assert onnx_signature(tmp_path / "distilled/model.onnx") == onnx_signature(
-        tmp_path / "plain/model.onnx"
+    assert onnx_signature(tmp_path / "distilled_export/model.onnx") == onnx_signature(
+        tmp_path / "plain_export/model.onnx"
     )
 
 

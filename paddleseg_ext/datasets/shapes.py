@@ -5,6 +5,10 @@ noisy background. Every class has its own texture and colour family, jittered pe
 shapes overlap, so a model must combine colour, texture and shape, yet a ~1M-parameter CNN
 learns it on a CPU in minutes. Nothing is downloaded: the files are drawn with OpenCV/numpy
 from a seed, byte-identical for identical parameters.
+
+With ``num_classes`` above 6 (up to 161) the foreground classes are the combinations of
+shape x texture x colour family (5 x 4 x 8), so that, as on ADE20K with 150 classes, each
+image holds a handful of many classes. The default of 6 is the original dataset, unchanged.
 """
 
 from __future__ import annotations
@@ -21,12 +25,21 @@ from filelock import FileLock
 from paddleseg.cvlibs import manager
 from paddleseg.datasets import Dataset
 
-__all__ = ["SyntheticShapes", "default_cache_dir", "generate_synthetic_shapes", "render_sample"]
+__all__ = [
+    "SyntheticShapes",
+    "SyntheticShapes150",
+    "class_names",
+    "class_style",
+    "default_cache_dir",
+    "generate_synthetic_shapes",
+    "render_sample",
+]
 
 # Bump when the drawing code changes so cached datasets of the old version are not reused.
 GENERATOR_VERSION = 1
 _SPLITS = ("train", "val")
 _META_FILE = "meta.json"
+DEFAULT_NUM_CLASSES = 6
 
 # class id -> (texture, OpenCV hue range in [0, 180)). Hue families are disjoint, but with
 # saturation/value jitter and the unsaturated background some colours come close, so texture
@@ -38,6 +51,44 @@ _CLASS_STYLE = {
     4: ("solid", (140, 165)),  # ring: magenta
     5: ("dots", (20, 34)),  # cross: yellow
 }
+_SHAPES = ("disc", "rectangle", "triangle", "ring", "cross")
+_TEXTURES = ("solid", "stripes", "checker", "dots")
+# Colour families of the many-class variant: disjoint hue ranges with gaps between them.
+_HUE_FAMILIES = ((0, 8), (14, 24), (28, 40), (48, 70), (80, 95), (100, 122), (128, 142), (150, 168))
+_HUE_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
+MAX_NUM_CLASSES = 1 + len(_SHAPES) * len(_TEXTURES) * len(_HUE_FAMILIES)
+
+
+def class_style(cls: int, num_classes: int = DEFAULT_NUM_CLASSES) -> tuple[str, str, int]:
+    """The (shape, texture, colour family index) of foreground class ``cls``.
+
+    With the default 6 classes these are the original classes (their hue ranges are in
+    ``_CLASS_STYLE``, family index -1). Otherwise class ``cls`` is combination ``cls - 1``,
+    shape varying fastest, then texture, then colour family, so any prefix of the classes
+    spreads over all shapes and textures.
+    """
+    if not 1 <= cls < num_classes:
+        raise ValueError(f"foreground class must be in [1, {num_classes}), got {cls}")
+    if num_classes == DEFAULT_NUM_CLASSES:
+        return _SHAPES[cls - 1], _CLASS_STYLE[cls][0], -1
+    combo = cls - 1
+    shapes, textures = len(_SHAPES), len(_TEXTURES)
+    return (
+        _SHAPES[combo % shapes],
+        _TEXTURES[combo // shapes % textures],
+        combo // (shapes * textures),
+    )
+
+
+def class_names(num_classes: int = DEFAULT_NUM_CLASSES) -> list[str]:
+    """Class names: the original 6, or ``colour-texture-shape`` names of the variant."""
+    if num_classes == DEFAULT_NUM_CLASSES:
+        return list(SyntheticShapes.CLASS_NAMES)
+    names = ["background"]
+    for cls in range(1, num_classes):
+        shape, texture, family = class_style(cls, num_classes)
+        names.append(f"{_HUE_NAMES[family]}-{texture}-{shape}")
+    return names
 
 
 def default_cache_dir() -> str:
@@ -77,8 +128,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _texture(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
-    kind, hue_range = _CLASS_STYLE[cls]
+def _texture(
+    rng: np.random.Generator, kind: str, hue_range: tuple[int, int], size: int
+) -> np.ndarray:
     colour = _hsv_colour(rng, hue_range)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     if kind == "solid":
@@ -103,22 +155,22 @@ def _texture(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
     return np.where(on[..., None], colour, second)
 
 
-def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
+def _shape_mask(rng: np.random.Generator, shape: str, size: int) -> np.ndarray:
     mask = np.zeros((size, size), dtype=np.uint8)
     cx, cy = (int(v) for v in rng.integers(size // 8, size - size // 8, size=2))
     r = int(rng.integers(size // 10, size // 4))
     angle = float(rng.uniform(0, 180))
-    if cls == 1:  # disc
+    if shape == "disc":
         cv2.circle(mask, (cx, cy), r, 1, thickness=-1)
-    elif cls == 2:  # rectangle
+    elif shape == "rectangle":
         w, h = r * rng.uniform(1.2, 2.0), r * rng.uniform(0.7, 1.4)
         box = cv2.boxPoints(((cx, cy), (w, h), angle))
         cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 1)
-    elif cls == 3:  # triangle with jittered vertex angles
+    elif shape == "triangle":  # jittered vertex angles
         theta = np.deg2rad(angle) + np.array([0, 2, 4]) * np.pi / 3 + rng.uniform(-0.3, 0.3, 3)
         pts = np.stack([cx + 1.2 * r * np.cos(theta), cy + 1.2 * r * np.sin(theta)], axis=1)
         cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
-    elif cls == 4:  # ring
+    elif shape == "ring":
         thickness = max(3, int(r * rng.uniform(0.3, 0.5)))
         cv2.circle(mask, (cx, cy), r, 1, thickness=thickness)
     else:  # cross: two bars through the centre
@@ -130,7 +182,10 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
 
 
 def render_sample(
-    rng: np.random.Generator, size: int, must_include: int
+    rng: np.random.Generator,
+    size: int,
+    must_include: int,
+    num_classes: int = DEFAULT_NUM_CLASSES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draws one image and its label.
 
@@ -138,34 +193,44 @@ def render_sample(
         rng: Random generator owned by this sample.
         size: Image side in pixels.
         must_include: Shape class drawn last (never occluded), so that every split with at
-            least 5 images holds every class.
+            least ``num_classes - 1`` images holds every class.
+        num_classes: Number of classes, background included (see ``class_style``).
 
     Returns:
         tuple: (RGB uint8 image (size, size, 3), uint8 label (size, size)).
     """
     img = _background(rng, size)
     label = np.zeros((size, size), dtype=np.uint8)
-    classes = [int(c) for c in rng.integers(1, 6, size=int(rng.integers(1, 5)))]
+    classes = [int(c) for c in rng.integers(1, num_classes, size=int(rng.integers(1, 5)))]
     for cls in [*classes, must_include]:
-        mask = _shape_mask(rng, cls, size)
-        img[mask] = _texture(rng, cls, size)[mask]
+        shape, texture, family = class_style(cls, num_classes)
+        hue_range = _CLASS_STYLE[cls][1] if family < 0 else _HUE_FAMILIES[family]
+        mask = _shape_mask(rng, shape, size)
+        img[mask] = _texture(rng, texture, hue_range, size)[mask]
         label[mask] = cls
     img = cv2.GaussianBlur(img, (3, 3), 0.6)
     img += rng.normal(0.0, 6.0, size=img.shape).astype(np.float32)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), label
 
 
-def _params(num_train: int, num_val: int, image_size: int, seed: int) -> dict:
-    return {
+def _params(num_train: int, num_val: int, image_size: int, seed: int, num_classes: int) -> dict:
+    params = {
         "version": GENERATOR_VERSION,
         "num_train": num_train,
         "num_val": num_val,
         "image_size": image_size,
         "seed": seed,
     }
+    # Only the variant records its class count: the default's metadata and cache key stay
+    # those of the datasets generated before the option existed.
+    if num_classes != DEFAULT_NUM_CLASSES:
+        params["num_classes"] = num_classes
+    return params
 
 
-def _write_split(root: str, split: str, count: int, image_size: int, seed: int) -> None:
+def _write_split(
+    root: str, split: str, count: int, image_size: int, seed: int, num_classes: int
+) -> None:
     os.makedirs(os.path.join(root, "images", split))
     os.makedirs(os.path.join(root, "labels", split))
     lines = []
@@ -173,7 +238,8 @@ def _write_split(root: str, split: str, count: int, image_size: int, seed: int) 
         # One generator per image: any image can be regenerated alone, and changing the size
         # of one split does not change the other.
         rng = np.random.default_rng([seed, _SPLITS.index(split), index])
-        img, label = render_sample(rng, image_size, must_include=index % 5 + 1)
+        must_include = index % (num_classes - 1) + 1
+        img, label = render_sample(rng, image_size, must_include, num_classes)
         img_rel = f"images/{split}/{index:06d}.png"
         label_rel = f"labels/{split}/{index:06d}.png"
         cv2.imwrite(os.path.join(root, img_rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
@@ -197,6 +263,7 @@ def generate_synthetic_shapes(
     num_val: int = 100,
     image_size: int = 128,
     seed: int = 0,
+    num_classes: int = DEFAULT_NUM_CLASSES,
 ) -> str:
     """Generates the dataset into ``root`` unless it is already there.
 
@@ -210,6 +277,7 @@ def generate_synthetic_shapes(
         num_val: Number of validation images.
         image_size: Image side in pixels.
         seed: Base seed.
+        num_classes: Number of classes, background included, in [3, MAX_NUM_CLASSES].
 
     Returns:
         str: ``root``.
@@ -222,8 +290,10 @@ def generate_synthetic_shapes(
             f"need num_train, num_val >= 1 and image_size >= 16, got {num_train}, {num_val}, "
             f"{image_size}"
         )
+    if not 3 <= num_classes <= MAX_NUM_CLASSES:
+        raise ValueError(f"num_classes must be in [3, {MAX_NUM_CLASSES}], got {num_classes}")
     root = os.path.abspath(root)
-    params = _params(num_train, num_val, image_size, seed)
+    params = _params(num_train, num_val, image_size, seed, num_classes)
 
     def ready() -> bool:
         meta = _read_meta(root)
@@ -251,8 +321,8 @@ def generate_synthetic_shapes(
         print(f"Generating {num_train + num_val} synthetic images into {root} ...", flush=True)
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
         try:
-            _write_split(tmp, "train", num_train, image_size, seed)
-            _write_split(tmp, "val", num_val, image_size, seed)
+            _write_split(tmp, "train", num_train, image_size, seed, num_classes)
+            _write_split(tmp, "val", num_val, image_size, seed, num_classes)
             with open(os.path.join(tmp, _META_FILE), "w") as f:
                 json.dump(params, f, sort_keys=True)
             os.chmod(tmp, 0o755)  # mkdtemp creates it private
@@ -270,8 +340,11 @@ class SyntheticShapes(Dataset):
     """Procedural shapes dataset, generated into a cache folder on first use.
 
     Classes: 0 background, 1 disc (solid red/orange), 2 rectangle (blue stripes), 3 triangle
-    (green checker), 4 ring (solid magenta), 5 cross (yellow dots). Labels are uint8 PNGs of
-    class ids; list files are in PaddleSeg's ``image label`` format.
+    (green checker), 4 ring (solid magenta), 5 cross (yellow dots). With ``num_classes`` > 6
+    the classes are shape x texture x colour family combinations (``class_names``); configs
+    use :class:`SyntheticShapes150` for 150 classes, since config checks read the class's
+    ``NUM_CLASSES``. Labels are uint8 PNGs of class ids; list files are in PaddleSeg's
+    ``image label`` format.
 
     Args:
         transforms: PaddleSeg transforms applied to each item.
@@ -282,6 +355,7 @@ class SyntheticShapes(Dataset):
         num_val: Number of validation images.
         image_size: Image side in pixels.
         seed: Base seed; the same parameters always give byte-identical files.
+        num_classes: Number of classes, background included; None takes ``NUM_CLASSES``.
         edge: Also return a binary edge map of the label in train mode.
     """
 
@@ -300,22 +374,28 @@ class SyntheticShapes(Dataset):
         num_val: int = 100,
         image_size: int = 128,
         seed: int = 0,
+        num_classes: int | None = None,
         edge: bool = False,
     ) -> None:
         mode = mode.lower()
+        if num_classes is None:
+            num_classes = self.NUM_CLASSES
         if mode not in _SPLITS:
             raise ValueError(f"mode must be one of {list(_SPLITS)}, got {mode!r}")
         if dataset_root is None:
             dataset_root = os.path.join(
                 default_cache_dir(),
-                f"synthetic_shapes_{self.params_hash(num_train, num_val, image_size, seed)}",
+                "synthetic_shapes_"
+                + self.params_hash(num_train, num_val, image_size, seed, num_classes),
             )
-        root = generate_synthetic_shapes(dataset_root, num_train, num_val, image_size, seed)
+        root = generate_synthetic_shapes(
+            dataset_root, num_train, num_val, image_size, seed, num_classes
+        )
         super().__init__(
             mode=mode,
             dataset_root=root,
             transforms=transforms,
-            num_classes=self.NUM_CLASSES,
+            num_classes=num_classes,
             train_path=os.path.join(root, "train.txt"),
             val_path=os.path.join(root, "val.txt"),
             ignore_index=self.IGNORE_INDEX,
@@ -323,7 +403,23 @@ class SyntheticShapes(Dataset):
         )
 
     @staticmethod
-    def params_hash(num_train: int, num_val: int, image_size: int, seed: int) -> str:
+    def params_hash(
+        num_train: int,
+        num_val: int,
+        image_size: int,
+        seed: int,
+        num_classes: int = DEFAULT_NUM_CLASSES,
+    ) -> str:
         """Short stable hash naming the cache folder of one parameter set."""
-        text = json.dumps(_params(num_train, num_val, image_size, seed), sort_keys=True)
+        params = _params(num_train, num_val, image_size, seed, num_classes)
+        text = json.dumps(params, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+@manager.DATASETS.add_component
+class SyntheticShapes150(SyntheticShapes):
+    """SyntheticShapes with 150 classes (as ADE20K): background + 149 shape x texture x colour
+    combinations, 2-5 shapes per image, so each image holds a handful of the classes."""
+
+    NUM_CLASSES = 150
+    CLASS_NAMES = tuple(class_names(150))

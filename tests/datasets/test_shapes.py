@@ -1,3 +1,5 @@
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -197,3 +199,54 @@ def test_two_processes_generate_once(tmp_path):
     assert sorted(os.listdir(root.parent)) == [".shapes.lock", "shapes"]
     reference = generate_synthetic_shapes(str(tmp_path / "reference"), **params)
     assert _files(root) == _files(Path(reference))
+
+
+def test_default_is_unchanged_by_the_class_count_option():
+    # Drawn pixels and cache keys of the 6-class dataset predate the `num_classes` option:
+    # cached datasets stay valid and regenerate byte-identically.
+    digest = hashlib.sha1()
+    for index in range(5):
+        rng = np.random.default_rng([0, 1, index])
+        img, label = shapes_mod.render_sample(rng, 64, must_include=index % 5 + 1)
+        digest.update(img.tobytes())
+        digest.update(label.tobytes())
+    assert digest.hexdigest() == "8bee158e199b1d8210457b3dbe34df407990f8a9"
+    assert SyntheticShapes.params_hash(6, 10, 48, 0) == "6a84af88c6a8"
+    assert SyntheticShapes.params_hash(400, 100, 128, 0, num_classes=6) == "0a5911d31ce9"
+    assert SyntheticShapes.params_hash(6, 10, 48, 0, num_classes=150) != "6a84af88c6a8"
+    assert shapes_mod.class_names() == list(SyntheticShapes.CLASS_NAMES)
+
+
+def test_many_class_styles_are_distinct():
+    styles = [shapes_mod.class_style(c, 150) for c in range(1, 150)]
+    assert len(set(styles)) == 149
+    # the first classes cover every shape and texture
+    assert {s[0] for s in styles[:20]} == set(shapes_mod._SHAPES)
+    assert {s[1] for s in styles[:20]} == set(shapes_mod._TEXTURES)
+    names = shapes_mod.class_names(150)
+    assert len(set(names)) == 150 and names[0] == "background"
+    assert manager.DATASETS["SyntheticShapes150"] is shapes_mod.SyntheticShapes150
+    assert shapes_mod.SyntheticShapes150.CLASS_NAMES == tuple(names)
+    with pytest.raises(ValueError):
+        shapes_mod.class_style(150, 150)
+    with pytest.raises(ValueError):
+        generate_synthetic_shapes("unused", num_classes=shapes_mod.MAX_NUM_CLASSES + 1)
+
+
+def test_many_class_variant_has_few_classes_per_image(tmp_path):
+    ds = shapes_mod.SyntheticShapes150(
+        [], mode="val", dataset_root=str(tmp_path / "s150"), num_train=1, num_val=149,
+        image_size=48,
+    )  # fmt: skip
+    assert ds.num_classes == 150 and len(ds) == 149
+    meta = json.loads((tmp_path / "s150" / "meta.json").read_text())
+    assert meta["num_classes"] == 150
+    labels = [
+        cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        for p in sorted((tmp_path / "s150").glob("labels/val/*"))
+    ]
+    counts = [len(np.unique(label)) for label in labels]
+    # 2-5 shapes over the background, so at most 6 of the 150 classes per image
+    assert max(counts) <= 6 and min(counts) >= 2
+    # image i draws class i % 149 + 1 last (never occluded): the split holds every class
+    assert set(np.unique(np.stack(labels))) == set(range(150))

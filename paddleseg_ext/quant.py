@@ -37,12 +37,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import onnx
 from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
 from seg_runtime import DEPLOY_FILE, ExportFiles, OrtRunner, load_deploy, resize_to_input, to_labels
 
 from .config import ConfigError, build, check_dataset_root
 from .export import val_transforms, write_deploy_yaml
+from .export.onnx_optimize import INTERPOLATION_MATMUL
 
 QUANT_MODES = ("int8",)
 INT8_FILE = ExportFiles.ONNX_INT8
@@ -189,6 +191,11 @@ def quantize_onnx(
     try:
         prepared = os.path.join(work, "prepared.onnx")
         quant_pre_process(float_onnx, prepared, skip_symbolic_shape=True)
+        interpolations = [
+            node.name
+            for node in onnx.load(prepared).graph.node
+            if INTERPOLATION_MATMUL in node.name
+        ]
         quantize_static(
             prepared,
             int8_onnx,
@@ -201,6 +208,7 @@ def quantize_onnx(
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             calibration_providers=["CPUExecutionProvider"],
+            nodes_to_exclude=interpolations,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -209,6 +217,7 @@ def quantize_onnx(
         "activations": "uint8 (asymmetric, per tensor)",
         "weights": "int8 (symmetric, per channel, 7-bit range)",
         "op_types": list(op_types),
+        "float_interpolation_matmuls": len(interpolations),
         "calibration": method,
         "calibration_batches": len(batches),
     }

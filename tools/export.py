@@ -63,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset version")
     parser.add_argument("--no_verify", action="store_true", help="Skip the export check")
+    parser.add_argument(
+        "--no_optimize_onnx",
+        action="store_true",
+        help="Keep paddle2onnx's graph as written (no folding, label-head or resize rewrite; "
+        "docs/performance.md)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the check")
     parser.add_argument(
         "--quantize",
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> ExportResult:
             opset=args.opset,
             verify=not args.no_verify,
             threads=args.threads,
+            optimize_onnx=not args.no_optimize_onnx,
             add_files=partial(add_int8_models, cfg=cfg, args=args, formats=formats)
             if args.quantize
             else None,

@@ -1,6 +1,7 @@
 """Train a segmentation model from a PaddleSeg config.
 
 python tools/train.py --config configs/demo/topformer_tiny_shapes.yml --save_dir output/run
+python tools/train.py --config ... --device cpu --ranks 2     # both CPU cores, data parallel
 python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py --config ...
 """
 
@@ -13,6 +14,7 @@ from paddleseg_ext.cli import add_config_args, run, setup_device
 from paddleseg_ext.config import ConfigError, load_config
 from paddleseg_ext.core import train
 from paddleseg_ext.core.data import SampleError
+from paddleseg_ext.core.ranks import start_cpu_ranks
 from paddleseg_ext.core.train import TrainingDiverged, latest_checkpoint
 
 
@@ -33,7 +35,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="iter_N folder to resume from, or 'auto' for the newest one in --save_dir",
     )
     parser.add_argument("--seed", type=int, default=0, help="Random seed")
-    parser.add_argument("--num_workers", type=int, default=0, help="Data loader workers")
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=0,
+        help="Data loader worker processes (0: a thread loads the next batches during the step)",
+    )
+    parser.add_argument(
+        "--num_threads",
+        type=int,
+        default=1,
+        help="CPU math library (MKL/OpenMP) threads per operator; more help only models "
+        "dominated by matrix products (docs/performance.md)",
+    )
+    parser.add_argument(
+        "--ranks",
+        type=int,
+        default=1,
+        help="CPU data parallelism: train in this many processes (one per core), each on "
+        "--batch_size images per iteration; rank k logs to SAVE_DIR/rank{k}.log",
+    )
     parser.add_argument(
         "--skip_bad",
         action="store_true",
@@ -45,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None):
     args = parse_args(argv)
-    setup_device(args.device)
+    device = setup_device(args.device)
     cfg = load_config(
         args.config,
         "train",
@@ -54,6 +75,12 @@ def main(argv: list[str] | None = None):
         iters=args.iters,
         opts=args.opts,
     )
+    if args.ranks != 1 and device != "cpu":
+        raise ConfigError(
+            f"--ranks {args.ranks} is for CPU training (--device cpu); on GPUs use "
+            "python -m paddle.distributed.launch"
+        )
+    start_cpu_ranks(args.ranks, args.save_dir)
     resume = args.resume_model
     if resume == "auto":
         resume = latest_checkpoint(args.save_dir)
@@ -69,6 +96,7 @@ def main(argv: list[str] | None = None):
         seed=args.seed,
         num_workers=args.num_workers,
         skip_bad=args.skip_bad,
+        num_threads=args.num_threads,
     )
 
 

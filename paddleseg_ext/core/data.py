@@ -2,12 +2,15 @@
 
 Every sample's augmentation is seeded from ``(seed, epoch, index)`` and the shuffle order
 from ``(seed, epoch)``, so a run resumed at iteration N sees exactly the batches and
-augmentations the uninterrupted run saw, whatever the number of loader workers.
+augmentations the uninterrupted run saw, whatever the number of loader workers. The epoch
+travels with each index (:class:`RunSampler` yields ``(epoch, index)`` keys), so loader
+workers that live through the whole run need no per-epoch state.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import paddle
@@ -43,6 +46,10 @@ def load_sample(dataset: paddle.io.Dataset, idx: int) -> dict:
 class SeededDataset(paddle.io.Dataset):
     """Wraps a PaddleSeg dataset: seeds ``random``/``numpy`` per sample, returns (img, label).
 
+    Indexed by ``(epoch, index)`` keys. The seeding uses the global ``random`` and
+    ``numpy.random`` states (PaddleSeg's transforms draw from them), so samples must be
+    loaded by one thread per process.
+
     Args:
         dataset: A PaddleSeg dataset returning dicts with ``img`` and ``label``.
         seed: Base seed.
@@ -64,13 +71,13 @@ class SeededDataset(paddle.io.Dataset):
         self.seed = seed
         self.skip_bad = skip_bad
         self.bad = frozenset(bad or ())
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        sample_seed = hash((self.seed, self.epoch, int(idx))) % (2**32)
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        epoch, idx = key
+        sample_seed = hash((self.seed, int(epoch), int(idx))) % (2**32)
         n = len(self.dataset)
         for offset in range(n if self.skip_bad else 1):
             pick = (int(idx) + offset) % n
@@ -133,9 +140,9 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
         self.epoch = epoch
         self.skip_batches = skip_batches
 
-    def _shard(self) -> np.ndarray:
+    def _shard(self, epoch: int) -> np.ndarray:
         if self.shuffle:
-            order = np.random.default_rng(self.seed + self.epoch).permutation(self.num_samples)
+            order = np.random.default_rng(self.seed + epoch).permutation(self.num_samples)
         else:
             order = np.arange(self.num_samples)
         per_rank = -(-self.num_samples // self.world_size)
@@ -149,6 +156,43 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
         return -(-per_rank // self.batch_size)
 
     def __iter__(self):
-        shard = self._shard()
-        for b in range(self.skip_batches, len(self)):
+        return self.epoch_batches(self.epoch, self.skip_batches)
+
+    def epoch_batches(self, epoch: int, skip_batches: int = 0) -> Iterator[list[int]]:
+        """Epoch ``epoch``'s batches of sample indices, its first ``skip_batches`` left out."""
+        shard = self._shard(epoch)
+        for b in range(skip_batches, len(self)):
             yield shard[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+
+
+class RunSampler(paddle.io.BatchSampler):
+    """The batches of iterations ``start + 1 .. total`` of a run, across epoch boundaries.
+
+    Each batch is a list of ``(epoch, index)`` keys for :class:`SeededDataset`. One loader
+    (and its workers) can then serve the whole run. Every iteration restarts from the
+    same position, so the batches can be read again (see ``train._batches``).
+
+    Args:
+        epochs: The per-epoch order.
+        start: Iterations already done (a resumed run's checkpoint iteration).
+        total: The run's last iteration.
+    """
+
+    def __init__(self, epochs: ResumableBatchSampler, start: int, total: int):
+        self.epochs = epochs
+        self.start = start
+        self.total = total
+
+    def __len__(self) -> int:
+        return max(self.total - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = divmod(self.start, len(self.epochs))
+        remaining = len(self)
+        while remaining > 0:
+            for indices in self.epochs.epoch_batches(epoch, skip):
+                yield [(epoch, idx) for idx in indices]
+                remaining -= 1
+                if remaining == 0:
+                    return
+            epoch, skip = epoch + 1, 0

@@ -7,11 +7,16 @@ augmentation randomness all continue from the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import os
+import queue
 import random
+import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import paddle
@@ -29,7 +34,7 @@ from .checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from .data import ResumableBatchSampler, SeededDataset
+from .data import ResumableBatchSampler, RunSampler, SeededDataset
 from .evaluate import evaluate
 
 
@@ -42,6 +47,25 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     paddle.seed(seed)
+
+
+def set_cpu_threads(num_threads: int) -> None:
+    """Sets the threads per operator of Paddle's CPU math library (MKL, OpenMP).
+
+    Paddle starts with one (it sets ``OMP_NUM_THREADS=1`` at import unless already set).
+    More pay off only where MKL's matrix products dominate: most of Paddle 3.3's CPU
+    kernels (depthwise convolution, interpolation, softmax, batch norm) run on one thread
+    whatever the setting (docs/performance.md).
+
+    Args:
+        num_threads: Threads per operator.
+
+    Raises:
+        ValueError: ``num_threads`` is below 1.
+    """
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    paddle.base.core.set_num_threads(num_threads)
 
 
 def _stack_batch(batch: list) -> tuple[np.ndarray, np.ndarray]:
@@ -66,20 +90,70 @@ def _total_loss(logits: list, label: paddle.Tensor, losses: dict) -> paddle.Tens
     return total
 
 
-def _batches(dataset: SeededDataset, sampler: ResumableBatchSampler, num_workers: int):
-    """Yields the epoch's ``(img, label)`` batches; a failing sample raises its own error.
+def _prefetched(batches: Iterable, load: Callable, depth: int = 2) -> Iterator:
+    """Yields ``load(b)`` for each ``b`` of ``batches``, in order, loaded ahead by a thread.
 
-    Without workers the batches are read here: Paddle's single-process ``DataLoader`` reads
-    in a thread that swallows a dataset error and then waits forever. With workers, a
-    failing sample reaches this process only as Paddle's ``SystemError: Blocking queue is
-    killed``; the epoch's samples are then loaded here, in order, until the failing one
-    raises its :class:`SampleError`, which names the files.
+    The thread reads the next ``depth`` batches while the caller trains on the current one
+    (NumPy, OpenCV and Paddle kernels release the GIL). An exception raised while loading a
+    batch is raised here, in the caller, in that batch's place; leaving the generator early
+    stops the thread.
     """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                put((True, load(batch)))
+        except BaseException as err:  # noqa: BLE001  (re-raised by the consumer)
+            put((False, err))
+            return
+        put((True, None))
+
+    thread = threading.Thread(target=produce, name="train-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = ready.get()
+            if not ok:
+                raise item
+            if item is None:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _batches(dataset: SeededDataset, sampler: RunSampler, num_workers: int) -> Iterator:
+    """Yields the run's ``(img, label)`` batches; a failing sample raises its own error.
+
+    Without workers a thread of this process reads ahead (:func:`_prefetched`); Paddle's
+    single-process ``DataLoader`` is not used because its thread swallows a dataset error and
+    then waits forever. With workers, one ``DataLoader`` serves the whole run, so the workers
+    start once. A failing sample reaches this process only as Paddle's ``SystemError:
+    Blocking queue is killed``; the batches the workers held are then loaded here, in order,
+    until the failing sample raises its :class:`SampleError`, which names the files.
+    """
+
+    def load(keys: list) -> tuple[np.ndarray, np.ndarray]:
+        return _stack_batch([dataset[key] for key in keys])
+
     if num_workers == 0:
-        for indices in sampler:
-            img, label = _stack_batch([dataset[idx] for idx in indices])
+        for img, label in _prefetched(sampler, load):
             yield paddle.to_tensor(img), paddle.to_tensor(label)
         return
+    prefetch_factor = 2
     loader = paddle.io.DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -87,13 +161,24 @@ def _batches(dataset: SeededDataset, sampler: ResumableBatchSampler, num_workers
         collate_fn=_stack_batch,
         return_list=True,
         use_buffer_reader=False,
+        prefetch_factor=prefetch_factor,
     )
+    delivered = 0
+    batches = iter(loader)
     try:
-        yield from loader
+        for batch in batches:
+            delivered += 1
+            yield batch
     except SystemError:
-        for indices in sampler:
-            for idx in indices:
-                dataset[idx]
+        # Paddle's reader thread prints the worker's traceback as it dies: let it finish,
+        # so that the error raised here comes last.
+        reader = getattr(batches, "_thread", None)
+        if reader is not None:
+            reader.join(timeout=10)
+        # The failing batch is one of those the workers had been given.
+        in_flight = prefetch_factor * num_workers
+        for keys in itertools.islice(sampler, delivered, delivered + in_flight):
+            load(keys)
         raise
 
 
@@ -195,6 +280,7 @@ def train(
     seed: int = 0,
     num_workers: int = 0,
     skip_bad: bool = False,
+    num_threads: int = 1,
 ) -> paddle.nn.Layer:
     """Trains the model a PaddleSeg config describes and returns it (unwrapped).
 
@@ -216,16 +302,19 @@ def train(
         use_vdl: Write VisualDL scalars (loss, lr, images/s, mIoU) under ``save_dir``.
         resume_model: An ``iter_N`` folder to continue from.
         seed: Seeds model init, shuffling and augmentation.
-        num_workers: Data loader worker processes.
+        num_workers: Data loader worker processes. With 0, a thread of this process loads
+            the next batches while the current one trains.
         skip_bad: Train without the samples the start-up check finds broken, and skip (with
             a warning) any sample that fails to load later; without it, either stops the run
             with an error naming the files.
+        num_threads: Threads per operator of the CPU math library (MKL, OpenMP).
     """
     world_size = dist.get_world_size()
     rank = dist.get_rank()
     if world_size > 1:
         dist.init_parallel_env()
     set_seed(seed)
+    set_cpu_threads(num_threads)
     check_pretrained(cfg)  # stock models read `pretrained` while built
     bad_samples = _check_train_split(cfg, skip_bad, rank == 0)
     builder = build(cfg)
@@ -279,21 +368,25 @@ def train(
 
     logger.info(
         f"Training {type(model).__name__} for {total_iters} iters, batch {batch_size} x "
-        f"{world_size} rank(s), {len(train_set)} images ({iters_per_epoch} iters/epoch)"
+        f"{world_size} rank(s), {len(train_set)} images ({iters_per_epoch} iters/epoch), "
+        f"{num_threads} CPU math thread(s), "
+        + (f"{num_workers} loader worker(s)" if num_workers else "loading in a thread")
     )
     it = state["iter"]
-    epoch, skip = divmod(it, iters_per_epoch)
     batch_times: deque = deque(maxlen=log_iters)
     loss_sum, reader_sum, n_logged = 0.0, 0.0, 0
     term_sums: dict[str, float] = {}
     net.train()
-    while it < total_iters:
-        sampler.set_epoch(epoch, skip)
-        seeded.epoch = epoch
-        tic = time.time()
-        for img, label in _batches(seeded, sampler, num_workers):
+    tic = time.time()
+    # Closed on the way out, an exception included: stops the loading thread or workers.
+    batches = contextlib.closing(
+        _batches(seeded, RunSampler(sampler, it, total_iters), num_workers)
+    )
+    with batches as loader:
+        for img, label in loader:
             reader_sum += time.time() - tic
             it += 1
+            epoch = (it - 1) // iters_per_epoch
             # Re-seeding per iteration makes dropout/drop-path identical after a resume.
             paddle.seed(seed + it)
             if distiller is None:
@@ -380,10 +473,7 @@ def train(
                         save_dir, model, optimizer, state, keep_checkpoint_max, adapters
                     )
                     logger.info(f"Saved checkpoint {path}")
-            if it >= total_iters:
-                break
             tic = time.time()
-        epoch, skip = epoch + 1, 0
     if vdl is not None:
         vdl.close()
     if world_size > 1:

@@ -6,7 +6,7 @@ pip-installs packages at run time. The conversion here uses ``optimize_tool="non
 the whole process (SIGABRT) on an operator it cannot convert (e.g. adaptive pooling with a
 dynamic input size); the child's error lines are reported instead. The child dies with
 its parent, so an export killed during the conversion leaves no converter writing into its
-folder.
+folder. The converted graph is then optimised in this process (:mod:`.onnx_optimize`).
 """
 
 from __future__ import annotations
@@ -64,12 +64,25 @@ def _convert_onnx_child(
 
 
 def convert_onnx(
-    model_file: str, params_file: str, onnx_file: str, opset: int = 13, timeout: float = 600
+    model_file: str,
+    params_file: str,
+    onnx_file: str,
+    opset: int = 13,
+    timeout: float = 600,
+    optimize: bool = True,
 ) -> None:
     """Converts a Paddle inference program to ONNX with paddle2onnx, in a child process.
 
     The child is forked where the platform allows it (it then shares the loaded Paddle and
     starts in well under a second), else spawned.
+
+    Args:
+        model_file: ``model.json`` (or ``model.pdmodel``).
+        params_file: ``model.pdiparams``.
+        onnx_file: The ONNX file to write.
+        opset: ONNX opset.
+        timeout: Seconds the conversion may take.
+        optimize: Optimise the converted graph (:func:`.onnx_optimize.optimize_onnx`).
 
     Raises:
         RuntimeError: The conversion failed or timed out; the message holds paddle2onnx's
@@ -100,3 +113,8 @@ def convert_onnx(
             f"paddle2onnx could not convert {model_file} (exit code {child.exitcode}):\n"
             + "\n".join(errors[-8:])
         )
+    if optimize:
+        # Imported here: the Paddle Lite side environment imports this package without onnx.
+        from .onnx_optimize import optimize_onnx
+
+        optimize_onnx(onnx_file)

@@ -3,7 +3,8 @@
 ``export`` writes into one directory (names from ``seg_runtime.ExportFiles``):
 
 - ``model.json`` + ``model.pdiparams``: the PIR inference program (``paddle.jit.save``);
-- ``model.onnx``: converted from the PIR program by paddle2onnx (:mod:`.onnx_convert`);
+- ``model.onnx``: converted from the PIR program by paddle2onnx (:mod:`.onnx_convert`) and
+  optimised (:mod:`.onnx_optimize`: folded constants and BatchNorm, a faster label head);
 - ``model.nb``: Paddle Lite (arm), converted in the CPython 3.10 side environment
   (``make lite-env``) by the driver in ``deploy/lite/`` (:func:`lite_driver`);
 - ``deploy.yaml``: the files actually written, the preprocessing (the config's val
@@ -187,6 +188,7 @@ def export(
     verify: bool = True,
     threads: int = 1,
     add_files: Callable[[str], None] | None = None,
+    optimize_onnx: bool = True,
 ) -> ExportResult:
     """Exports the config's model for deployment (see the module docstring).
 
@@ -208,6 +210,8 @@ def export(
         threads: CPU threads of the check.
         add_files: Called with the folder being written after a passed check, before it
             replaces ``save_dir``, to add files (the INT8 models) to the same export.
+        optimize_onnx: Optimise ``model.onnx`` (:func:`.onnx_optimize.optimize_onnx`); off
+            leaves paddle2onnx's graph as it is.
 
     Returns:
         The files written and the check results. When the check did not pass
@@ -271,7 +275,9 @@ def export(
         "opset": opset if "onnx" in names else None,
     }
     with StagedDirectory(save_dir) as stage:
-        files = _write_models(cfg, model, layer, names, shape, output_op, opset, verify, stage.path)
+        files = _write_models(
+            cfg, model, layer, names, shape, output_op, opset, verify, stage.path, optimize_onnx
+        )
         # deploy.yaml names the files relative to its folder, so it stays valid after the
         # rename; it is written after them.
         write_deploy_yaml(stage.path, {**files, **info})
@@ -299,6 +305,7 @@ def _write_models(
     opset: int,
     verify: bool,
     directory: str,
+    optimize_onnx: bool = True,
 ) -> dict[str, str]:
     """Writes the model files of ``names`` into ``directory``; returns them by role."""
     files: dict[str, str] = {}
@@ -316,6 +323,7 @@ def _write_models(
             os.path.join(paddle_dir, paddle_files["params"]),
             os.path.join(directory, ExportFiles.ONNX),
             opset,
+            optimize=optimize_onnx,
         )
         files["onnx_model"] = ExportFiles.ONNX
         if paddle_dir != directory:

@@ -1,6 +1,7 @@
 """Data-parallel training on CPU: 2 processes (gloo) end with identical weights, with and
 without distillation."""
 
+import os
 import re
 import subprocess
 import sys
@@ -48,3 +49,42 @@ def test_two_ranks_hold_identical_weights(distill, tiny_config, tmp_path):
     fresh = build(load_config(str(tiny_config))).model.state_dict()
     moved = sum(not np.allclose(np.asarray(fresh[k]), np.asarray(rank0[k])) for k in rank0)
     assert moved > len(rank0) // 2
+
+
+@pytest.mark.slow
+def test_ranks_flag_trains_like_the_launcher(tiny_config, tmp_path):
+    """``tools/train.py --ranks 2`` starts its second rank itself: same weights as launch."""
+    common = [
+        "--config", str(tiny_config), "--device", "cpu", "--iters", "4", "--save_interval", "4",
+    ]  # fmt: skip
+    launched = [
+        sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+        "--log_dir", str(tmp_path / "log"), str(REPO / "tools" / "train.py"), *common,
+        "--save_dir", str(tmp_path / "launch"),
+    ]  # fmt: skip
+    ours = [
+        sys.executable, str(REPO / "tools" / "train.py"), *common,
+        "--ranks", "2", "--save_dir", str(tmp_path / "ranks"),
+    ]  # fmt: skip
+    for cmd in (launched, ours):
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "batch 2 x 2 rank(s)" in proc.stdout + proc.stderr
+    assert (tmp_path / "ranks" / "rank1.log").is_file()
+    a = paddle.load(str(tmp_path / "launch" / "iter_4" / "model.pdparams"))
+    b = paddle.load(str(tmp_path / "ranks" / "iter_4" / "model.pdparams"))
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), key)
+
+
+def test_ranks_flag_errors(tiny_config, tmp_path):
+    """A rank count the launcher contradicts, or below 1, is refused with its value."""
+    base = [sys.executable, str(REPO / "tools" / "train.py"), "--config", str(tiny_config)]
+    base += ["--device", "cpu", "--save_dir", str(tmp_path)]
+    env = {**os.environ, "PADDLE_TRAINER_ID": "0", "PADDLE_TRAINERS_NUM": "2"}
+    proc = subprocess.run([*base, "--ranks", "3"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert "--ranks 3: this process already is rank 0 of 2" in proc.stderr
+    proc = subprocess.run([*base, "--ranks", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "--ranks must be >= 1, got 0" in proc.stderr

@@ -4,8 +4,17 @@ Each backend's package is imported when its runner is created, so a board needs 
 one it uses: onnxruntime, Paddle Inference (``paddle.inference``) or Paddle Lite
 (``paddlelite.lite``, the ``.nb`` files made by ``--formats lite``).
 
-Paddle Inference runs with oneDNN disabled: with oneDNN enabled, Paddle 3.3.1 fails on these
-models (``ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<DoubleAttribute>``).
+Paddle Inference on CPU runs oneDNN's fused convolutions and matrix products but not its
+op-by-op placement: Paddle 3.3.1's ``onednn_placement_pass`` moves ``bilinear_interp`` to
+oneDNN, whose ``scale`` attribute (``double[]``) the oneDNN executor cannot convert
+(``ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute<pir::DoubleAttribute>]``,
+raised on the first run), so that pass is deleted; the fusion passes still produce
+``onednn_op.fused_conv2d`` (BatchNorm and activation folded in) and ``fused_matmul``. Its
+``reshape_transpose_matmul_fuse_pass`` is deleted too: with it, TopFormer-base (the ADE20K
+config, random weights, 128x128) gave labels that agree on 55.7% of the pixels only with
+those of oneDNN off, and without it on all of them.
+
+The session options of both runtimes were chosen by measurement (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -20,6 +29,15 @@ from .files import load_deploy
 BACKENDS = ("onnxruntime", "paddle", "lite")
 # Tried in this order when available; CPU always is.
 ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+# onnxruntime's intra-op threads spin-wait for work after each parallel section by default.
+# On cores shared with other processes, and with the image pre- and post-processing between
+# two inferences, the spinning thread holds a core that other work needs. Measured on the
+# LPCVC student with 2 threads (docs/performance.md): blocking had the better p90 in every
+# run and the better median at load averages of 5 to 6; at 2.6, spinning had a
+# median about 15% lower.
+ORT_ALLOW_SPINNING = "0"
+# Paddle 3.3.1's oneDNN passes that fail on these models (see the module docstring).
+PADDLE_BROKEN_ONEDNN_PASSES = ("onednn_placement_pass", "reshape_transpose_matmul_fuse_pass")
 
 
 def _import_backend(module: str, backend: str):
@@ -32,6 +50,22 @@ def _import_backend(module: str, backend: str):
         ) from err
 
 
+def ort_session_options(threads: int = 1):
+    """The onnxruntime session options of :class:`OrtRunner` for ``threads`` intra-op threads.
+
+    Graph optimisation at onnxruntime's default (all levels, with the NCHWc layout of MLAS),
+    one inter-op thread (the graphs are chains), intra-op threads that block rather than
+    spin (``ORT_ALLOW_SPINNING``).
+    """
+    ort = _import_backend("onnxruntime", OrtRunner.name)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", ORT_ALLOW_SPINNING)
+    options.log_severity_level = 3
+    return options
+
+
 class OrtRunner:
     """An onnxruntime session, on TensorRT or CUDA when those providers are present.
 
@@ -39,22 +73,26 @@ class OrtRunner:
         onnx_file: ``model.onnx``, or the serialized model itself (bytes).
         threads: Intra-op threads of the CPU provider.
         providers: Execution providers; None picks TensorRT, CUDA (when available) and CPU.
+        options: Session options instead of ``ort_session_options(threads)`` (to measure
+            other settings, or to record onnxruntime's profile).
     """
 
     name = "onnxruntime"
 
     def __init__(
-        self, onnx_file: str | bytes, threads: int = 1, providers: Sequence[str] | None = None
+        self,
+        onnx_file: str | bytes,
+        threads: int = 1,
+        providers: Sequence[str] | None = None,
+        options=None,
     ) -> None:
         ort = _import_backend("onnxruntime", self.name)
         if providers is None:
             available = ort.get_available_providers()
             providers = [p for p in ORT_ACCELERATED if p in available]
             providers.append("CPUExecutionProvider")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        if options is None:
+            options = ort_session_options(threads)
         self.session = ort.InferenceSession(onnx_file, options, providers=list(providers))
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
@@ -66,7 +104,7 @@ class OrtRunner:
 
 
 class PaddleRunner:
-    """A Paddle Inference predictor on CPU (oneDNN off) or GPU.
+    """A Paddle Inference predictor on CPU (oneDNN fusions, see the module docstring) or GPU.
 
     Args:
         model_file: ``model.json`` (PIR) or ``model.pdmodel``.
@@ -82,13 +120,18 @@ class PaddleRunner:
     ) -> None:
         inference = _import_backend("paddle.inference", self.name)
         config = inference.Config(model_file, params_file)
+        config.disable_glog_info()
         if use_gpu:
             config.enable_use_gpu(256, 0)
         else:
             config.disable_gpu()
-            config.disable_mkldnn()
+            config.enable_mkldnn()
+            if config.mkldnn_enabled():  # builds without oneDNN (ARM) keep it off
+                for name in PADDLE_BROKEN_ONEDNN_PASSES:
+                    config.delete_pass(name)
             config.set_cpu_math_library_num_threads(threads)
-        config.disable_glog_info()
+        # No enable_memory_optim(): on Paddle 3.3.1's PIR predictor it fails at creation
+        # ("Not find predictor_id 0 and pass_name memory_optimize_pass").
         config.switch_ir_optim(True)
         self.predictor = inference.create_predictor(config)
         self.input_name = self.predictor.get_input_names()[0]

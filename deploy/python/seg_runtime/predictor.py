@@ -12,15 +12,21 @@ from .files import load_deploy
 from .preprocess import Preprocessor, resize_to_input
 
 
-def to_labels(output: np.ndarray) -> np.ndarray:
+def to_labels(output: np.ndarray, dtype: type = np.int64) -> np.ndarray:
     """Class ids (N, H, W) from a model output: labels (N, 1, H, W) / (N, H, W) or scores.
 
     Integer outputs are labels already; float outputs (N, C, H, W) are logits or
     probabilities and take the argmax over C.
+
+    Args:
+        output: The model output.
+        dtype: Integer type of the result (no copy when the labels already have it).
     """
     if np.issubdtype(output.dtype, np.integer):
-        return output.reshape(output.shape[0], *output.shape[-2:]).astype(np.int64)
-    return output.argmax(axis=1)
+        labels = output.reshape(output.shape[0], *output.shape[-2:])
+    else:
+        labels = output.argmax(axis=1)
+    return labels.astype(dtype, copy=False)
 
 
 class SegPredictor:
@@ -82,8 +88,13 @@ class SegPredictor:
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         """(H, W, 3) BGR image -> (N, 3, h, w) float32 model input."""
         chw, _ = self.preprocessor(image_bgr)
-        chw = resize_to_input(chw, self.input_shape)
-        return np.repeat(chw[np.newaxis], self.batch, axis=0)
+        return self._batch(chw)
+
+    def _batch(self, chw: np.ndarray) -> np.ndarray:
+        """The model input: ``chw`` at the model's input size, repeated to its batch size."""
+        chw = resize_to_input(chw, self.input_shape)[np.newaxis]
+        # A batch of one is a view of the image (np.repeat would copy it).
+        return chw if self.batch == 1 else np.repeat(chw, self.batch, axis=0)
 
     def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
         """Segments one image.
@@ -94,11 +105,12 @@ class SegPredictor:
         """
         chw, steps = self.preprocessor(image_bgr)
         size = chw.shape[1:]
-        x = np.repeat(resize_to_input(chw, self.input_shape)[np.newaxis], self.batch, axis=0)
+        x = self._batch(chw)
         start = time.perf_counter()
         output = self.runner(x)
         latency = (time.perf_counter() - start) * 1000
-        labels = to_labels(output)[0].astype(np.int32)
+        # int32 for OpenCV's label resize; the graph's int32 labels are used as they are.
+        labels = to_labels(output[:1], np.int32)[0]
         # Undone last to first: the resize to the model input, then each transform's step.
         labels = Preprocessor.restore(labels, list(steps) + [("resize", size)])
         if self.postprocess is not None:

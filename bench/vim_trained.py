@@ -70,8 +70,8 @@ CROSSOVER_KEPT = (2, 4, 8, 16, 32, 64, 150)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mobileseg", default="output/vim_trained/pp_mobileseg_tiny/iter_250")
-    parser.add_argument("--topformer", default="output/vim_trained/topformer_tiny_stock/iter_250")
+    parser.add_argument("--mobileseg", default="output/vim_trained/pp_mobileseg_tiny/iter_1500")
+    parser.add_argument("--topformer", default="output/vim_trained/topformer_tiny_stock/iter_2000")
     parser.add_argument("--parts", default="labels,latency,crossover")
     parser.add_argument("--size", type=int, default=512, help="input side (val images resized)")
     parser.add_argument("--images", type=int, default=150, help="val images for labels")

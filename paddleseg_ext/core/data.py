@@ -96,8 +96,10 @@ class SeededDataset(paddle.io.Dataset):
         raise SampleError(f"--skip_bad: none of the {n} samples loads")
 
 
-class ResumableBatchSampler(paddle.io.BatchSampler):
-    """Batch sampler with a per-epoch seeded shuffle, rank sharding and a start offset.
+class ResumableBatchSampler:
+    """Per-epoch batch order: a seeded shuffle, rank sharding and a start offset.
+
+    :class:`RunSampler` walks it across epochs for the run's loader.
 
     Args:
         num_samples: Dataset length.
@@ -132,13 +134,6 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
-        self.epoch = 0
-        self.skip_batches = 0
-
-    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
-        """Selects the epoch's order and how many of its first batches to skip."""
-        self.epoch = epoch
-        self.skip_batches = skip_batches
 
     def _shard(self, epoch: int) -> np.ndarray:
         if self.shuffle:
@@ -154,9 +149,6 @@ class ResumableBatchSampler(paddle.io.BatchSampler):
         if self.drop_last:
             return per_rank // self.batch_size
         return -(-per_rank // self.batch_size)
-
-    def __iter__(self):
-        return self.epoch_batches(self.epoch, self.skip_batches)
 
     def epoch_batches(self, epoch: int, skip_batches: int = 0) -> Iterator[list[int]]:
         """Epoch ``epoch``'s batches of sample indices, its first ``skip_batches`` left out."""

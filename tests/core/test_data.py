@@ -7,8 +7,7 @@ from paddleseg_ext.core.data import ResumableBatchSampler
 
 
 def batches(sampler, epoch, skip=0):
-    sampler.set_epoch(epoch, skip)
-    return list(sampler)
+    return list(sampler.epoch_batches(epoch, skip))
 
 
 def test_same_epoch_same_order_and_epochs_differ():

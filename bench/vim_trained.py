@@ -327,31 +327,21 @@ def part_crossover(args: argparse.Namespace, models: dict, data: tuple) -> dict:
             "vim": OrtRunner(vim, threads, ["CPUExecutionProvider"]),
         }
 
+    def row(runners: dict[str, OrtRunner], inputs: list[np.ndarray]) -> dict:
+        median = time_named(runners, dict.fromkeys(runners, inputs), args.runs)
+        kept = [len(kept_classes(z)) for z in inputs]
+        return {"full_ms": median["bilinear"], "vim_ms": median["vim"], "kept": stats(kept)}
+
     for threads in [int(t) for t in args.threads.split(",")]:
-        rows = {}
-        for count in CROSSOVER_CLASSES:
-            runners = runners_for(count, threads)
-            inputs = [subset_logits(z, count) for z in logits]
-            median = time_named(runners, dict.fromkeys(runners, inputs), args.runs)
-            kept = [len(kept_classes(z)) for z in inputs]
-            rows[count] = {
-                "full_ms": median["bilinear"],
-                "vim_ms": median["vim"],
-                "kept": stats(kept),
-            }
-        result["by_classes"][f"{threads}_threads"] = rows
-        rows = {}
+        result["by_classes"][f"{threads}_threads"] = {
+            count: row(runners_for(count, threads), [subset_logits(z, count) for z in logits])
+            for count in CROSSOVER_CLASSES
+        }
         runners = runners_for(classes, threads)
-        for count in CROSSOVER_KEPT:
-            inputs = [force_kept(z, kept_classes(z), count) for z in logits]
-            median = time_named(runners, dict.fromkeys(runners, inputs), args.runs)
-            kept = [len(kept_classes(z)) for z in inputs]
-            rows[count] = {
-                "full_ms": median["bilinear"],
-                "vim_ms": median["vim"],
-                "kept": stats(kept),
-            }
-        result["by_kept"][f"{threads}_threads"] = rows
+        result["by_kept"][f"{threads}_threads"] = {
+            count: row(runners, [force_kept(z, kept_classes(z), count) for z in logits])
+            for count in CROSSOVER_KEPT
+        }
     return result
 
 

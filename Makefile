@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
 
-.PHONY: install demo test lint fixup clean lite-env
+.PHONY: install demo test lint fixup clean lite-env arm-env
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,19 @@ $(LITE_STAMP): $(LITE_REQS)
 
 lite-env: $(LITE_STAMP)
 
+# The emulated aarch64 board (.arm-env): Debian's arm64 CPython 3.11 under qemu-user with
+# one interpreter per onnxruntime version, .arm-env/bin/python-ort-VERSION (the oldest the
+# runtime supports, the JetPack 5 generation, the newest that runs under Debian 12's qemu).
+# apt-get needs root the first time. tests/runtime/test_aarch64.py is skipped without it.
+ARM_ENV := .arm-env
+ARM_ORT_VERSIONS ?= 1.15.1 1.17.3 1.27.0
+ARM_STAMP := $(ARM_ENV)/.installed
+
+$(ARM_STAMP): deploy/emulated_board.sh
+	PYTHON=$(BIN)/python bash deploy/emulated_board.sh $(ARM_ENV) $(ARM_ORT_VERSIONS)
+
+arm-env: install $(ARM_STAMP)
+
 demo: install
 	$(BIN)/python tools/demo.py --save_dir output/demo
 
@@ -59,6 +72,8 @@ browser-deps:
 test: install
 	@$(MAKE) --no-print-directory lite-env || echo "make test: no Paddle Lite side" \
 		"environment, the Lite export tests will be skipped" >&2
+	@$(MAKE) --no-print-directory arm-env || echo "make test: no emulated aarch64 board," \
+		"the aarch64 tests will be skipped" >&2
 	$(BIN)/python -m pytest -q tests
 
 lint: install

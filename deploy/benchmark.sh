@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Latency of an exported model, printed in the layout of Paddle Lite's benchmark tool
-# (init, first, min, max, avg in ms) and appended to a results file.
+# (init, first, min, max, avg in ms) after a "machine:" line (architecture, CPU, cores,
+# runtime and version), and appended to a results file with the same facts.
 #
 #   bash deploy/benchmark.sh MODEL_DIR [--backend paddle|onnxruntime|lite|tensorrt]
 #        [--threads N] [--warmup 20] [--repeats 50] [--input_shape 1,3,H,W]
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 fail() {
@@ -74,6 +75,16 @@ deploy_shape() {
     echo "${line// /}"
 }
 
+# Usable cores (nproc itself would report OMP_NUM_THREADS where it is set).
+cores() { env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc; }
+# The line deploy/python/benchmark.py prints first: "machine: ARCH, CPU, N cores; backend: $1".
+machine_line() {
+    local cpu
+    cpu=$(grep -m 1 -E '^(model name|Model|Hardware|CPU part)[[:space:]]*:' /proc/cpuinfo \
+        2>/dev/null | sed -E 's/^[^:]*:[[:space:]]*//') || true
+    echo "machine: $(uname -m), ${cpu:-unknown CPU}, $(cores) cores; backend: $1"
+}
+
 python_bench() {
     local py=${PYTHON:-}
     if [[ -z "$py" ]]; then
@@ -105,6 +116,7 @@ case "$BACKEND" in
                     "(paddle_lite_opt --model_file ... --optimize_out_type naive_buffer)"
             [[ -n "$INPUT_SHAPE" ]] || INPUT_SHAPE=$(deploy_shape)
             {
+                machine_line "lite (benchmark_bin, $LITE_BACKEND)"
                 echo "model: ${nb_files[0]}  backend: lite ($LITE_BACKEND)  threads: $THREADS"
                 echo "input_shape: $INPUT_SHAPE  warmup: $WARMUP  repeats: $REPEATS"
                 "$BENCHMARK_BIN" --optimized_model_file="${nb_files[0]}" \
@@ -131,7 +143,9 @@ case "$BACKEND" in
             { cat "$LOG.trt" >&2; rm -f "$LOG.trt"; fail "trtexec failed"; }
         # trtexec: "Latency: min = a ms, max = b ms, mean = c ms, median = ..." (per query).
         latency=$(grep -E 'Latency: min = ' "$LOG.trt" | tail -n 1)
+        trt_version=$(grep -m 1 -oE 'TensorRT v[0-9]+' "$LOG.trt" | sed 's/TensorRT //') || true
         rm -f "$LOG.trt"
+        machine_line "tensorrt ${trt_version:-(version not printed by trtexec)}" | tee "$LOG.machine"
         [[ -n "$latency" ]] || fail "could not read the latency from trtexec's output"
         read -r tmin tmax tmean < <(echo "$latency" |
             sed -E 's/.*min = ([0-9.]+).*max = ([0-9.]+).*mean = ([0-9.]+).*/\1 \2 \3/')
@@ -143,8 +157,8 @@ case "$BACKEND" in
             printf 'min   = %.3f\n' "$tmin"
             printf 'max   = %.3f\n' "$tmax"
             printf 'avg   = %.3f\n' "$tmean"
-        } | cat "$LOG.shape" - >"$LOG"
-        rm -f "$LOG.shape"
+        } | cat "$LOG.machine" "$LOG.shape" - >"$LOG"
+        rm -f "$LOG.shape" "$LOG.machine"
         tail -n 7 "$LOG"
         ;;
     *) fail "unknown backend $BACKEND; choose paddle, onnxruntime, lite or tensorrt" ;;
@@ -165,8 +179,11 @@ if [[ -n "$OUT" ]]; then
     RUN_SHAPE=$(grep -E '^input_shape: ' "$LOG" | head -n 1 | awk '{print $2}')
     INPUT_SHAPE=${RUN_SHAPE:-${INPUT_SHAPE:-$(deploy_shape)}}
     if [[ ! -s "$OUT" ]]; then
-        echo "# date model_dir backend threads input_shape warmup repeats init_ms first_ms min_ms max_ms avg_ms" >>"$OUT"
+        echo "# date model_dir backend threads input_shape warmup repeats init_ms first_ms min_ms max_ms avg_ms arch cores runtime" >>"$OUT"
     fi
-    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $MODEL_DIR $BACKEND $THREADS $INPUT_SHAPE $WARMUP $REPEATS $INIT $FIRST $MIN $MAX $AVG" >>"$OUT"
+    # runtime: the backend and its version from the machine line, e.g. onnxruntime-1.17.3.
+    RUNTIME=$(grep -m 1 -E '^machine: ' "$LOG" | sed -E 's/.*; backend: ([^ ]+) ?([^ (]*).*/\1-\2/')
+    RUNTIME=${RUNTIME%-}
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $MODEL_DIR $BACKEND $THREADS $INPUT_SHAPE $WARMUP $REPEATS $INIT $FIRST $MIN $MAX $AVG $(uname -m) $(cores) ${RUNTIME:-$BACKEND}" >>"$OUT"
     echo "appended to $OUT"
 fi

@@ -2,6 +2,9 @@
 
 python deploy/python/benchmark.py MODEL_DIR --backend onnxruntime --threads 1
 
+    machine: x86_64, Intel(R) Xeon(R) Processor, 2 cores; backend: onnxruntime 1.22.0 (...)
+    model: MODEL_DIR  backend: onnxruntime  threads: 1
+    input_shape: 1,3,512,512  warmup: 20  repeats: 50
     ======= Perf Info =======
     Time(unit: ms):
     init  = 12.345
@@ -10,6 +13,8 @@ python deploy/python/benchmark.py MODEL_DIR --backend onnxruntime --threads 1
     max   = 5.432
     avg   = 4.567
 
+A ``machine:`` line first names the machine (architecture, CPU model, cores; "emulated on"
+an x86 CPU under qemu-user) and the backend's version and execution providers.
 ``init`` is the time to create the predictor/session, ``first`` the first run, and
 min/max/avg cover ``--repeats`` runs after ``--warmup`` untimed ones, on random input.
 Needs only NumPy, PyYAML and the backend (no PaddlePaddle for onnxruntime or Paddle Lite).
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 
 from seg_runtime import BACKENDS, create_runner, format_perf, load_deploy, measure_latency
 from seg_runtime.cli import run
+from seg_runtime.machine import describe_machine
 
 
 def resolve_input_shape(deploy: dict, input_shape: Sequence[int] | None) -> list[int]:
@@ -70,14 +76,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     deploy = load_deploy(args.model_dir)
     shape = resolve_input_shape(deploy, args.input_shape)
     providers = ["CPUExecutionProvider"] if args.cpu_only else None
-    stats = measure_latency(
-        lambda: create_runner(
-            args.model_dir, args.backend, args.threads, providers=providers, int8=args.int8
-        ),
-        shape,
-        args.warmup,
-        args.repeats,
-    )
+    opened = []
+
+    def make_runner():
+        opened.append(
+            create_runner(
+                args.model_dir, args.backend, args.threads, providers=providers, int8=args.int8
+            )
+        )
+        return opened[-1]
+
+    stats = measure_latency(make_runner, shape, args.warmup, args.repeats)
+    print(describe_machine(opened[-1]))
     print(f"model: {args.model_dir}  backend: {args.backend}  threads: {args.threads}")
     print(
         f"input_shape: {','.join(map(str, shape))}  warmup: {args.warmup}  repeats: {args.repeats}"

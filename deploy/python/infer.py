@@ -9,7 +9,8 @@ TensorRT or CUDA provider when present), Paddle Inference (``model.json``) or Pa
 export directory to the device; nothing else is needed.
 
 Writes ``labels/NAME.png`` (class ids, uint8) and ``pseudo_color/NAME.png`` per image (for a
-video, ``labels/VIDEO/000000.png`` per frame) and prints the inference latency of each image.
+video, ``labels/VIDEO/000000.png`` per frame) and prints the machine and backend (one
+``machine:`` line, see ``benchmark.py``) and the inference latency of each image.
 
 Images are read by ``seg_runtime.read_image`` (its docstring lists the rules). A single image
 that cannot be read is an error: one ``error: PATH: reason`` line, exit status 2. In a folder
@@ -34,6 +35,7 @@ from seg_runtime import (
     iter_inputs,
 )
 from seg_runtime.cli import run
+from seg_runtime.machine import describe_machine
 from seg_runtime.postprocess import PostProcessor
 
 
@@ -80,8 +82,7 @@ def main(argv: list[str] | None = None) -> list[float]:
         if args.postprocess
         else None,
     )
-    if hasattr(predictor.runner, "providers"):
-        print(f"onnxruntime providers: {', '.join(predictor.runner.providers)}")
+    print(describe_machine(predictor.runner))
     palette = color_palette(predictor.num_classes)
     latencies = []
     skipped = SkipReport()

@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import os
+import platform
 import re
 import shutil
 import stat
@@ -86,7 +87,12 @@ def test_benchmark_sh_python_backend(exported_dir, tmp_path) -> None:
     assert lines[0].startswith("# date model_dir backend") and len(lines) == 2
     fields = lines[1].split()
     assert fields[1:7] == [exported_dir, "onnxruntime", "1", "1,3,96,96", "1", "3"]
-    assert fields[7:] == list(match.groups())
+    assert fields[7:12] == list(match.groups())
+    import onnxruntime  # noqa: PLC0415
+
+    machine = [platform.machine(), str(len(os.sched_getaffinity(0)))]
+    assert fields[12:] == [*machine, f"onnxruntime-{onnxruntime.__version__}"]
+    assert proc.stdout.startswith(f"machine: {machine[0]}, "), proc.stdout
 
 
 def test_benchmark_sh_lite(exported_dir, tmp_path) -> None:
@@ -115,8 +121,10 @@ def test_benchmark_sh_lite(exported_dir, tmp_path) -> None:
     lines = out.read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith("# date")
     assert lines[2].split()[2:] == ["lite", "4", "1,3,96,96", "20", "50"] + [
-        "10.5", "30.25", "20.0", "22.0", "21.0"
+        "10.5", "30.25", "20.0", "22.0", "21.0", platform.machine(),
+        str(len(os.sched_getaffinity(0))), "lite",
     ]  # fmt: skip
+    assert "; backend: lite (benchmark_bin, arm)" in proc.stdout
 
 
 def test_benchmark_sh_tensorrt(exported_dir, tmp_path) -> None:
@@ -125,6 +133,7 @@ def test_benchmark_sh_tensorrt(exported_dir, tmp_path) -> None:
         assert proc.returncode == 2 and "install TensorRT" in proc.stderr
     tool = fake_tool(
         tmp_path / "trtexec",
+        "=== TensorRT.trtexec [TensorRT v8201] # trtexec\n"
         "[I] Latency: min = 1.5 ms, max = 3.25 ms, mean = 2.0 ms, median = 1.9 ms",
     )
     out = tmp_path / "results.txt"
@@ -132,7 +141,9 @@ def test_benchmark_sh_tensorrt(exported_dir, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     match = PERF.search(proc.stdout)
     assert match and match.groups() == ("n/a", "n/a", "1.500", "3.250", "2.000")
-    assert out.read_text().splitlines()[1].split()[4] == "1,3,96,96"
+    fields = out.read_text().splitlines()[1].split()
+    assert fields[4] == "1,3,96,96" and fields[-1] == "tensorrt-v8201"
+    assert re.search(r"^machine: .*; backend: tensorrt v8201$", proc.stdout, re.M), proc.stdout
 
 
 def test_benchmark_sh_errors(exported_dir, tmp_path) -> None:

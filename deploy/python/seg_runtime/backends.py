@@ -20,6 +20,8 @@ The session options of both runtimes were chosen by measurement (docs/performanc
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,6 +38,13 @@ ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 # run and the better median at load averages of 5 to 6; at 2.6, spinning had a
 # median about 15% lower.
 ORT_ALLOW_SPINNING = "0"
+# onnxruntime releases before 1.19 give some Conv nodes wrong values from the second run of
+# a session on when its memory pattern (one block planned from the first run) is reused:
+# the first run is right, later runs are not. Measured on our optimised exports on aarch64
+# (1.15.1 to 1.18.1) and x86_64 (1.16.3 to 1.18.1); 1.19.2 to 1.27.0 are right, and with
+# memory patterns off every run is right on all of them at the same speed
+# (bench/ort_session_fix.py, docs/deployment.md).
+ORT_MEM_PATTERN_FIXED = (1, 19)
 # Paddle 3.3.1's oneDNN passes that fail on these models (see the module docstring).
 PADDLE_BROKEN_ONEDNN_PASSES = ("onednn_placement_pass", "reshape_transpose_matmul_fuse_pass")
 
@@ -50,12 +59,27 @@ def _import_backend(module: str, backend: str):
         ) from err
 
 
+def _release(version: str) -> tuple[int, int]:
+    """``"1.17.3"`` -> (1, 17)."""
+    parts = re.findall(r"\d+", version)[:2]
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, 0)
+
+
+def ort_mem_pattern_safe(version: str) -> bool:
+    """Whether onnxruntime ``version`` runs our graphs right with memory patterns on."""
+    return _release(version) >= ORT_MEM_PATTERN_FIXED
+
+
+_warned: set = set()
+
+
 def ort_session_options(threads: int = 1):
     """The onnxruntime session options of :class:`OrtRunner` for ``threads`` intra-op threads.
 
     Graph optimisation at onnxruntime's default (all levels, with the NCHWc layout of MLAS),
     one inter-op thread (the graphs are chains), intra-op threads that block rather than
-    spin (``ORT_ALLOW_SPINNING``).
+    spin (``ORT_ALLOW_SPINNING``). On releases before 1.19 memory patterns are off
+    (``ORT_MEM_PATTERN_FIXED``), said once per process on stderr.
     """
     ort = _import_backend("onnxruntime", OrtRunner.name)
     options = ort.SessionOptions()
@@ -63,6 +87,15 @@ def ort_session_options(threads: int = 1):
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", ORT_ALLOW_SPINNING)
     options.log_severity_level = 3
+    if not ort_mem_pattern_safe(ort.__version__):
+        options.enable_mem_pattern = False
+        if ort.__version__ not in _warned:
+            _warned.add(ort.__version__)
+            print(
+                f"note: onnxruntime {ort.__version__} gives wrong labels after the first run "
+                "with memory patterns on (fixed in 1.19): running with them off",
+                file=sys.stderr,
+            )
     return options
 
 

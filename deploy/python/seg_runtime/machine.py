@@ -1,0 +1,64 @@
+"""The machine a figure was measured on, in one line, so that board and host numbers cannot
+be confused: architecture, CPU model, cores, and the backend's version and providers."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+# ``/proc/cpuinfo`` fields that name the CPU: x86, then ARM boards (Jetson, Raspberry Pi).
+_MODEL_FIELDS = ("model name", "Model", "Hardware", "CPU part")
+_X86_VENDORS = ("GenuineIntel", "AuthenticAMD")
+
+
+def _cpuinfo(path: str = "/proc/cpuinfo") -> dict:
+    """The first value of each field of ``path`` (empty where there is no such file)."""
+    fields = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """``"<architecture>, <CPU model>, <N> cores"`` for this machine.
+
+    An ARM interpreter run by user-mode emulation (qemu-user) on an x86 host reads the
+    host's ``/proc/cpuinfo``: that case says ``emulated on <host CPU>``.
+    """
+    arch = platform.machine() or "unknown"
+    fields = _cpuinfo(cpuinfo)
+    model = next((fields[k] for k in _MODEL_FIELDS if fields.get(k)), "") or platform.processor()
+    # The cores this process may use (as nproc counts them), else all of them.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    emulated = not arch.startswith(("x86", "i686", "AMD64")) and (
+        fields.get("vendor_id") in _X86_VENDORS
+    )
+    cpu = f"emulated on {model} (x86_64)" if emulated else model or "unknown CPU"
+    return f"{arch}, {cpu}, {cores} cores"
+
+
+def describe_machine(runner=None) -> str:
+    """``machine: <cpu_description()>`` plus the backend of ``runner``: its name, version and,
+    for onnxruntime, the execution providers of its session."""
+    text = f"machine: {cpu_description()}"
+    if runner is None:
+        return text
+    name = getattr(runner, "name", type(runner).__name__)
+    module = {"onnxruntime": "onnxruntime", "paddle": "paddle", "lite": "paddlelite"}.get(name)
+    version = ""
+    if module:
+        try:
+            version = " " + __import__(module).__version__
+        except (ImportError, AttributeError):
+            version = ""
+    providers = getattr(runner, "providers", None)
+    if providers is None and hasattr(runner, "session"):
+        providers = runner.session.get_providers()
+    backend = f"{name}{version}" + (f" ({', '.join(providers)})" if providers else "")
+    return f"{text}; backend: {backend}"

@@ -1,8 +1,10 @@
-"""Importing paddleseg_ext: scikit-learn (imported by PaddleSeg for ``auc_roc`` only) is
-loaded on first use, and both PaddleSeg's function and a user's import still work."""
+"""Importing paddleseg_ext: Paddle's ccache warning is silenced in every tool; scikit-learn
+(imported by PaddleSeg for ``auc_roc`` only) is loaded on first use, and both PaddleSeg's
+function and a user's import still work."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 SCRIPT = r"""
 import sys
@@ -30,3 +32,24 @@ def test_sklearn_loads_on_first_use():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok"
+
+
+def test_no_tool_prints_paddles_ccache_warning():
+    """Paddle warns at import that ccache is missing; paddleseg_ext silences it, which works
+    only when a tool imports paddle through paddleseg_ext."""
+    tools = sorted((Path(__file__).resolve().parents[1] / "tools").glob("*.py"))
+    assert len(tools) >= 10
+    procs = {
+        tool.name: subprocess.Popen(
+            [sys.executable, str(tool), "--help"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for tool in tools
+    }
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name}: {err[-2000:]}"
+        assert out.startswith("usage:"), name
+        assert "ccache" not in err, f"{name}: {err}"

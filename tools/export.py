@@ -19,12 +19,11 @@ import argparse
 import sys
 from functools import partial
 
-from paddleseg.cvlibs import Config
 from seg_runtime import load_deploy
 
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
-from paddleseg_ext.config import ConfigError, load_config
+from paddleseg_ext.config import Config, ConfigError, load_config
 from paddleseg_ext.export import (
     DEFAULT_FORMATS,
     MIN_AGREEMENT,

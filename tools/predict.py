@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from paddleseg.transforms import Compose
 from seg_runtime import InputError, SkipReport, list_images
 
 import paddleseg_ext  # noqa: F401
@@ -44,6 +43,9 @@ def main(argv: list[str] | None = None) -> list[str]:
     model = builder.model
     load_weights(model, args.model_path)
     num_classes, _, _ = dataset_info(cfg, "val")
+    # Imported after paddleseg_ext, which silences Paddle's import-time ccache warning.
+    from paddleseg.transforms import Compose  # noqa: PLC0415
+
     transforms = Compose(builder.val_transforms)
     skipped = SkipReport()
     written = predict(

@@ -286,8 +286,8 @@ def test_stale_stage_is_removed_and_interrupted_swap_restored(tmp_path) -> None:
 
 # Where the kills aim: (phase, what must appear in the stage first, delay range after it in
 # seconds). None: from the start (imports, model build and tracing; nothing written yet).
-# One export takes ~12 s to its stage, then ~1 s to write and ~5 s to check; each kill
-# after the stage appeared costs those ~12 s.
+# A delay longer than the phase on a fast machine kills the export where it holds before
+# its commit (``kill_when``), never after it.
 KILLS = [
     ("start", None, (0.5, 4.0)),
     ("Paddle program save", ExportFiles.PADDLE_MODEL, (0.0, 0.05)),
@@ -298,24 +298,45 @@ KILLS = [
 KILL_SEED = 20260522
 
 
-def start_tool(tiny: dict[str, Path], save_dir: Path, log: Path) -> subprocess.Popen:
-    """Starts ``tools/export.py`` (``--output_op none``: no second, logits-only check)."""
+# Holds the export just before its commit when EXPORT_HOLD_MARKER is set (see its docstring).
+HOLD = Path(__file__).resolve().parent / "hold"
+
+
+def start_tool(
+    tiny: dict[str, Path], save_dir: Path, log: Path, hold: Path | None = None
+) -> subprocess.Popen:
+    """Starts ``tools/export.py`` (``--output_op none``: no second, logits-only check);
+    with ``hold``, the process stops before its commit and creates that file."""
     tool = str(REPO / "tools" / "export.py")
     argv = [sys.executable, tool, *tool_args(tiny, save_dir, "--output_op", "none")]
+    env = dict(os.environ)
+    if hold is not None:
+        paths = [str(HOLD), env.get("PYTHONPATH", "")]
+        env.update(PYTHONPATH=os.pathsep.join(filter(None, paths)), EXPORT_HOLD_MARKER=str(hold))
     with open(log, "w") as f:
-        return subprocess.Popen(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        return subprocess.Popen(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
 
 
-def kill_when(proc: subprocess.Popen, stage: Path, trigger: str | None, delay: float) -> list:
-    """SIGKILLs ``proc`` ``delay`` s after ``trigger`` appears in ``stage``; returns the
-    stage's listing at the kill."""
+def kill_when(
+    proc: subprocess.Popen, stage: Path, trigger: str | None, delay: float, hold: Path
+) -> list:
+    """SIGKILLs ``proc`` ``delay`` s after ``trigger`` appears in ``stage``, or as soon as it
+    holds before its commit (``hold`` appears), whichever comes first; returns the stage's
+    listing at the kill. The kill thus always lands before the commit, however fast the
+    machine, and anywhere before it on a slow one."""
+
+    def wait_for(event, limit: float, what: str) -> None:
+        deadline = time.monotonic() + limit
+        while not event() and not hold.exists():
+            assert proc.poll() is None, f"the export ended before {what}"
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+
     if trigger is not None:
-        deadline = time.monotonic() + 300
-        while not (stage / trigger).exists():
-            assert proc.poll() is None, f"the export ended before {stage / trigger} appeared"
-            assert time.monotonic() < deadline, f"{stage / trigger} never appeared"
-            time.sleep(0.01)
-    time.sleep(delay)
+        wait_for((stage / trigger).exists, 300, f"{stage / trigger} appeared")
+        assert (stage / trigger).exists() or hold.exists(), f"{stage / trigger} never appeared"
+    wait_for(lambda: False, delay, "the kill")
     listing = sorted(os.listdir(stage)) if stage.is_dir() else []
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the export ended before the kill"
@@ -330,18 +351,19 @@ def test_sigkill_never_leaves_a_broken_export(tiny, previous, tmp_path) -> None:
     rng = random.Random(KILL_SEED)
     out = tmp_path / "export"
     before = None  # the previous export's files, once it is there
-    for phase, trigger, (low, high) in KILLS:
+    for index, (phase, trigger, (low, high)) in enumerate(KILLS):
         if phase.endswith("over a previous export") and before is None:
             shutil.copytree(previous, out)
             before = snapshot(out)
         delay = rng.uniform(low, high)
         start = time.monotonic()
-        proc = start_tool(tiny, out, tmp_path / "kill.log")
+        hold = tmp_path / f"held-{index}"
+        proc = start_tool(tiny, out, tmp_path / "kill.log", hold)
         stage = Path(f"{out}.tmp-{proc.pid}")
-        listing = kill_when(proc, stage, trigger, delay)
+        listing = kill_when(proc, stage, trigger, delay, hold)
         where = (
             f"killed in {phase} at {time.monotonic() - start:.1f} s ({delay:.2f} s after "
-            f"{trigger!r}); stage held {listing}"
+            f"{trigger!r}); stage held {listing}; held before the commit: {hold.exists()}"
         )
         print(where)
         deploy = check_export(out)

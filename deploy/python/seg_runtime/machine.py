@@ -6,8 +6,19 @@ from __future__ import annotations
 import os
 import platform
 
-# ``/proc/cpuinfo`` fields that name the CPU: x86, then ARM boards (Jetson, Raspberry Pi).
-_MODEL_FIELDS = ("model name", "Model", "Hardware", "CPU part")
+# ``/proc/cpuinfo`` fields that name the CPU: x86 (and some ARM kernels), Raspberry Pi OS,
+# older ARM kernels. Without them, the ARM core is named from its part number.
+_MODEL_FIELDS = ("model name", "Model", "Hardware")
+# (CPU implementer, CPU part) -> core, for the boards this runtime targets.
+_ARM_CORES = {
+    ("0x41", "0xd03"): "Cortex-A53",  # Raspberry Pi 3, many phones
+    ("0x41", "0xd07"): "Cortex-A57",  # Jetson Nano, TX1, TX2
+    ("0x41", "0xd08"): "Cortex-A72",  # Raspberry Pi 4
+    ("0x41", "0xd0b"): "Cortex-A76",  # Raspberry Pi 5
+    ("0x41", "0xd0c"): "Neoverse-N1",
+    ("0x41", "0xd42"): "Cortex-A78AE",  # Jetson Orin
+    ("0x4e", "0x004"): "NVIDIA Carmel",  # Jetson Xavier
+}
 _X86_VENDORS = ("GenuineIntel", "AuthenticAMD")
 
 
@@ -33,7 +44,12 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
     """
     arch = platform.machine() or "unknown"
     fields = _cpuinfo(cpuinfo)
-    model = next((fields[k] for k in _MODEL_FIELDS if fields.get(k)), "") or platform.processor()
+    model = next((fields[k] for k in _MODEL_FIELDS if fields.get(k)), "")
+    if not model and fields.get("CPU part"):
+        part = fields["CPU part"]
+        core = _ARM_CORES.get((fields.get("CPU implementer"), part))
+        model = f"{core} (CPU part {part})" if core else f"CPU part {part}"
+    model = model or platform.processor()
     # The cores this process may use (as nproc counts them), else all of them.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     emulated = not arch.startswith(("x86", "i686", "AMD64")) and (

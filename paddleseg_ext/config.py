@@ -72,6 +72,10 @@ def load_config(
     from .config_check import validate  # imports this module's ConfigError
 
     validate(cfg.dic, task)
+    if task == "train" and "distill" in cfg.dic:
+        from .distill.distiller import parse_distill  # noqa: PLC0415  (imports PaddleSlim)
+
+        parse_distill(cfg.dic["distill"])  # the teacher's files, before any data is read
     try:
         # The default rules also copy num_classes, in_channels and ignore_index between
         # the dataset, model and loss sections.
@@ -172,9 +176,6 @@ def dataset_info(cfg: Config, split: str = "val") -> tuple[int, int, list[str]]:
     return int(num_classes), int(ignore_index), names
 
 
-POSTPROCESS_KEYS = ("stats", "factor", "background")
-
-
 def build_postprocess(cfg: Config, stats: str | None = None):
     """The label post-processing of a config's ``postprocess:`` section, or None.
 
@@ -189,14 +190,10 @@ def build_postprocess(cfg: Config, stats: str | None = None):
     """
     from seg_runtime.postprocess import PostProcessor
 
+    from .config_check import check_postprocess
+
     section = cfg.dic.get("postprocess") or {}
-    if not isinstance(section, dict):
-        raise ConfigError("postprocess: expected a mapping with stats, factor, background")
-    unknown = [key for key in section if key not in POSTPROCESS_KEYS]
-    if unknown:
-        raise ConfigError(
-            f"postprocess: unknown key {unknown[0]!r} (allowed: {', '.join(POSTPROCESS_KEYS)})"
-        )
+    check_postprocess(section)
     path = stats or section.get("stats")
     if not path:
         if section:

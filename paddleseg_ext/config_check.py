@@ -34,7 +34,8 @@ from typing import Any, Literal, Union
 
 import paddle
 import paddle.optimizer.lr as paddle_lr
-from paddleseg.cvlibs import manager
+from paddleseg.cvlibs import Config, manager
+from paddleseg.cvlibs.config import _INHERIT_KEY
 
 import paddleseg_ext  # noqa: F401  (registers our components before names are looked up)
 
@@ -610,16 +611,88 @@ def _model_num_classes_injected(cfg: Mapping[str, Any]) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------------ sections
+
+
+def _paddleseg_sections() -> frozenset[str]:
+    """The top-level keys PaddleSeg's ``Config`` reads, found by reading each of its
+    properties on a config whose dict records the keys asked for."""
+
+    class Recorder(dict):
+        def __init__(self) -> None:
+            super().__init__()
+            self.read: set[str] = set()
+
+        def get(self, key, default=None):
+            self.read.add(key)
+            return default
+
+        def __getitem__(self, key):
+            self.read.add(key)
+            raise KeyError(key)
+
+    probe = Config.__new__(Config)
+    probe.dic = Recorder()
+    for name, attr in vars(Config).items():
+        if isinstance(attr, property):
+            try:
+                getattr(probe, name)
+            except Exception:  # noqa: BLE001  (a property that needs more than the dict)
+                pass
+    return frozenset(probe.dic.read)
+
+
+# Top-level sections besides PaddleSeg's own: ours, and ``export`` (``transforms`` of stock
+# configs, read by PaddleSeg's source-tree export tool).
+OWN_SECTIONS = ("distill", "postprocess", "class_names", "test_dataset", "export")
+SECTIONS = _paddleseg_sections() | {_INHERIT_KEY} | frozenset(OWN_SECTIONS)
+POSTPROCESS_PARAMS = {"stats": (STR,), "factor": (FLOAT,), "background": (INT,)}
+
+
+def _check_sections(cfg: Mapping[str, Any]) -> None:
+    for key in cfg:
+        if key not in SECTIONS:
+            closest = _closest(str(key), sorted(SECTIONS))
+            hint = (
+                f"closest: {', '.join(closest)}"
+                if closest
+                else f"known: {', '.join(sorted(SECTIONS))}"
+            )
+            raise ConfigError(f"{key}: unknown top-level section; {hint}")
+
+
+def check_postprocess(section: object) -> None:
+    """Checks a ``postprocess:`` section's keys and value types (not the statistics file,
+    which ``--postprocess FILE`` may give instead)."""
+    if not isinstance(section, dict):
+        raise ConfigError("postprocess: expected a mapping with stats, factor, background")
+    for key, value in section.items():
+        if key not in POSTPROCESS_PARAMS:
+            closest = _closest(str(key), list(POSTPROCESS_PARAMS))
+            hint = (
+                f"closest: {', '.join(closest)}"
+                if closest
+                else "allowed: stats, factor, background"
+            )
+            raise ConfigError(f"postprocess.{key}: unexpected key; {hint}")
+        check_value(value, POSTPROCESS_PARAMS[key], f"postprocess.{key}")
+
+
 def validate(cfg: Mapping[str, Any], task: str = "train") -> None:
     """Checks a parsed config (``Config.dic``) for what ``task`` builds, building nothing.
 
-    Training checks every section. The other tasks (``val``, ``predict``, ``model``) build
-    no optimizer, schedule or loss: they check the model and the evaluation datasets, and
-    only the type of ``train_dataset``, which the builder reads to size the model.
+    Every task checks the top-level section names (a misspelled section would otherwise be
+    ignored) and the ``postprocess:`` section. Training checks every section, ``distill:``
+    included. The other tasks (``val``, ``predict``, ``model``) build no optimizer,
+    schedule, loss or teacher: they check the model and the evaluation datasets, and only
+    the type of ``train_dataset``, which the builder reads to size the model.
 
     Raises:
         ConfigError: The first problem found, one line starting with its key path.
     """
+    _check_sections(cfg)
+    if cfg.get("postprocess") is not None:
+        check_postprocess(cfg["postprocess"])
     train = task == "train"
     if train:
         _check_positive_int(cfg, "batch_size")
@@ -644,3 +717,7 @@ def validate(cfg: Mapping[str, Any], task: str = "train") -> None:
         _check_optimizer(cfg["optimizer"])
     if cfg.get("lr_scheduler") is not None:
         _check_lr_scheduler(cfg["lr_scheduler"], "iters" in cfg)
+    if "distill" in cfg:
+        from .distill.distiller import parse_distill  # noqa: PLC0415  (imports PaddleSlim)
+
+        parse_distill(cfg["distill"], check_files=False)  # load_config checks the files

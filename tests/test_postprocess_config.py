@@ -32,7 +32,8 @@ ALL_TO_BACKGROUND = {"min_pixels": [None] + [10**9] * 5, "exclusive_pairs": []}
     [
         ({"stats": "missing.json"}, "postprocess.stats: file not found: missing.json"),
         ({"factor": 0.5}, r"postprocess.stats: missing \(tools/analyze_dataset.py"),
-        ({"stats": "STATS", "factr": 0.5}, "postprocess: unknown key 'factr'"),
+        ({"stats": "STATS", "factr": 0.5}, "postprocess.factr: unexpected key; closest: factor"),
+        ({"factor": "a third"}, "postprocess.factor: expected float, got 'a third'"),
         ({"stats": "STATS", "background": 9}, r"postprocess: background class 9 is not in"),
         ([1], "postprocess: expected a mapping"),
     ],
@@ -41,9 +42,9 @@ def test_bad_sections_are_named(section, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if isinstance(section, dict) and section.get("stats") == "STATS":
         section["stats"] = str(tmp_path / "stats.json")
-    cfg = load_config(write(tmp_path, section, ALL_TO_BACKGROUND), "val")
+    # The section's keys and types fail in load_config, its statistics in build_postprocess.
     with pytest.raises(ConfigError, match=message):
-        build_postprocess(cfg)
+        build_postprocess(load_config(write(tmp_path, section, ALL_TO_BACKGROUND), "val"))
 
 
 def test_no_section_and_no_flag_means_no_postprocessing(tmp_path):

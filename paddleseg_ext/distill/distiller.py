@@ -128,8 +128,11 @@ def _parse_term(entry, index: int, seen: dict) -> TermSpec:
     return TermSpec(loss_type, entry["student"], entry["teacher"], float(weight), params, name)
 
 
-def parse_distill(section) -> DistillSpec:
-    """Validates a ``distill:`` section; every problem is a one-line :class:`ConfigError`."""
+def parse_distill(section, check_files: bool = True) -> DistillSpec:
+    """Validates a ``distill:`` section; every problem is a one-line :class:`ConfigError`.
+
+    ``check_files=False`` checks the structure only, not that the teacher's files exist.
+    """
     if not isinstance(section, dict):
         raise ConfigError("distill: expected a mapping with 'teacher' and 'losses'")
     _check_keys(section, ("teacher", "losses"), "distill")
@@ -140,7 +143,7 @@ def parse_distill(section) -> DistillSpec:
     for key in ("config", "model_path"):
         if not isinstance(teacher.get(key), str):
             raise ConfigError(f"distill.teacher.{key}: missing (a file path)")
-        if not os.path.isfile(teacher[key]):
+        if check_files and not os.path.isfile(teacher[key]):
             raise ConfigError(f"distill.teacher.{key}: file not found: {teacher[key]}")
     size = teacher.get("input_size")
     if size is not None and (

@@ -166,14 +166,15 @@ def _data_opts(dataset: str, request: pytest.FixtureRequest) -> list[str]:
     return [f"train_dataset.dataset_root={root}", f"val_dataset.dataset_root={root}"]
 
 
-def _random_teacher(cfg, tmp_path: Path) -> None:
-    """Points a distillation recipe's teacher at random weights saved under ``tmp_path``."""
-    if "distill" in cfg.dic:
-        teacher = cfg.dic["distill"]["teacher"]
-        save_weights(
-            str(tmp_path / "teacher"), build(load_config(teacher["config"], "model")).model
-        )
-        teacher["model_path"] = str(tmp_path / "teacher" / "model.pdparams")
+def _random_teacher(config: Path, tmp_path: Path) -> list[str]:
+    """--opts that point a distillation recipe's teacher at random weights saved under
+    ``tmp_path`` (none for other configs); training checks that the teacher's files exist."""
+    section = load_config(str(config), "model").dic.get("distill")
+    if section is None:
+        return []
+    teacher = build(load_config(section["teacher"]["config"], "model")).model
+    save_weights(str(tmp_path / "teacher"), teacher)
+    return [f"distill.teacher.model_path={tmp_path / 'teacher' / 'model.pdparams'}"]
 
 
 # ------------------------------------------------------------------------------------- tests
@@ -201,16 +202,14 @@ def test_config_trains(
     config: Path, tmp_path: Path, request: pytest.FixtureRequest, capsys
 ) -> None:
     dataset = config.parent.name
-    cfg = load_config(
-        str(config), iters=ITERS, batch_size=BATCH_SIZE, opts=_data_opts(dataset, request)
-    )
+    opts = _data_opts(dataset, request) + _random_teacher(config, tmp_path)
+    cfg = load_config(str(config), iters=ITERS, batch_size=BATCH_SIZE, opts=opts)
     crops = [t for t in cfg.dic["train_dataset"]["transforms"] if "crop_size" in t]
     assert crops, "the training transforms should crop to a fixed size"
     for transform in crops:
         transform["crop_size"] = CROP[dataset]
     expected_classes = {"lpcvc": 14, "camvid": 11, "ade20k": 150}[dataset]
     assert cfg.dic["model"]["num_classes"] == expected_classes
-    _random_teacher(cfg, tmp_path)
 
     model = train(
         cfg, save_dir=str(tmp_path), log_iters=1, save_interval=ITERS, do_eval=True, seed=0
@@ -238,12 +237,12 @@ def test_lpcvc_recipe_trains_exports_packages_and_scores(name, tmp_path, request
 
     from paddleseg_ext.export import export  # noqa: PLC0415
 
-    cfg = load_config(str(CONFIG_ROOT / "lpcvc" / name), iters=2, batch_size=BATCH_SIZE,
-                      opts=_data_opts("lpcvc", request))  # fmt: skip
+    config = CONFIG_ROOT / "lpcvc" / name
+    opts = _data_opts("lpcvc", request) + _random_teacher(config, tmp_path)
+    cfg = load_config(str(config), iters=2, batch_size=BATCH_SIZE, opts=opts)
     for transform in cfg.dic["train_dataset"]["transforms"]:
         if "crop_size" in transform:
             transform["crop_size"] = CROP["lpcvc"]
-    _random_teacher(cfg, tmp_path)
     train(cfg, save_dir=str(tmp_path / "train"), save_interval=2, log_iters=1)
     export(cfg, str(tmp_path / "export"), model_path=str(tmp_path / "train/iter_2"),
            input_shape=[1, 3, 160, 160], formats="onnx", verify=False)  # fmt: skip

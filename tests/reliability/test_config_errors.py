@@ -300,6 +300,56 @@ CASES = [
         "model.backbone.preset: expected str, got 3",
         id="val-backbone-preset-number",
     ),
+    # Top-level sections: a misspelled one would be ignored (no distillation, no
+    # post-processing), so it fails with the closest known name.
+    pytest.param(
+        {**tiny(), "distil": {"teacher": {}, "losses": []}},
+        "train",
+        "distil: unknown top-level section; closest: distill",
+        id="misspelled-distill-section",
+    ),
+    pytest.param(
+        {**tiny(), "post_process": {"factor": 0.5}},
+        "val",
+        "post_process: unknown top-level section; closest: postprocess",
+        id="misspelled-postprocess-section",
+    ),
+    pytest.param(
+        {**tiny(), "lr_schedular": {"type": "PolynomialDecay"}},
+        "train",
+        "lr_schedular: unknown top-level section; closest: lr_scheduler",
+        id="misspelled-lr-scheduler-section",
+    ),
+    pytest.param(
+        {**tiny(), "postprocess": {"factr": 0.5}},
+        "val",
+        "postprocess.factr: unexpected key; closest: factor",
+        id="postprocess-key",
+    ),
+    pytest.param(
+        {
+            **tiny(),
+            "distill": {
+                "teacher": {"config": "/no/teacher.yml", "model_path": "/no/t"},
+                "losses": [{"type": "CWD", "student": "logits", "teacher": "logits"}],
+            },
+        },
+        "train",
+        "distill.teacher.config: file not found: /no/teacher.yml",
+        id="distill-teacher-missing-before-building",
+    ),
+    pytest.param(
+        {
+            **tiny(),
+            "distill": {
+                "teacher": {"config": "/no/teacher.yml", "model_path": "/no/t"},
+                "losses": [{"type": "CWDD", "student": "logits", "teacher": "logits"}],
+            },
+        },
+        "train",
+        "distill.losses[0].type: unknown loss 'CWDD'",
+        id="distill-loss-type-before-the-files",
+    ),  # fmt: skip
     # Shipped configs, broken by a child config; their datasets need not exist.
     pytest.param(
         shipped(

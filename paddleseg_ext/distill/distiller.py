@@ -32,6 +32,7 @@ What PaddleSlim 2.6 gives and what we take (checked on Paddle 3.3.1 by
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,16 +44,14 @@ from paddleslim.dygraph.dist.losses import CombinedLoss
 
 from ..config import ConfigError, build, load_config
 from ..core.checkpoint import load_weights
-from . import losses  # noqa: F401  (registers CWD, CGD, PKL, NFD, KD in PaddleSlim's BASIC_LOSS)
+from . import losses  # registers CWD, CGD, PKL, NFD, KD in PaddleSlim's BASIC_LOSS
 
 LOGITS = "logits"
-# Loss type -> its own keys; every loss also takes type, student, teacher and weight.
+# Loss type -> its own keys (its constructor's parameters); every loss also takes type,
+# student, teacher and weight.
 LOSS_PARAMS = {
-    "CWD": ("tau",),
-    "CGD": ("group_size", "tau"),
-    "PKL": ("k1", "tau"),
-    "NFD": (),
-    "KD": ("tau",),
+    cls.__name__: tuple(inspect.signature(cls).parameters) if "__init__" in vars(cls) else ()
+    for cls in (losses.CWD, losses.CGD, losses.PKL, losses.NFD, losses.KD)
 }
 _TERM_KEYS = ("type", "student", "teacher", "weight")
 _TEACHER_KEYS = ("config", "model_path", "input_size")

@@ -32,6 +32,7 @@ from seg_runtime import (
     SegPredictor,
     SkipReport,
     color_palette,
+    colorize,
     iter_inputs,
 )
 from seg_runtime.cli import run
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[float]:
         latencies.append(latency)
         outputs = {
             "labels": labels.astype(np.uint8),
-            "pseudo_color": palette[labels][..., ::-1],  # RGB palette -> BGR for OpenCV
+            "pseudo_color": colorize(labels, palette),
         }
         for kind, array in outputs.items():
             out = os.path.join(args.save_dir, kind, name)

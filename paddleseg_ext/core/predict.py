@@ -10,7 +10,7 @@ import numpy as np
 import paddle
 from paddleseg.transforms import Compose
 from paddleseg.utils import logger
-from seg_runtime import color_palette, read_images
+from seg_runtime import color_palette, colorize, overlay, read_images
 from seg_runtime.media import ErrorHandler
 
 from .evaluate import predict_labels
@@ -63,11 +63,12 @@ def predict(
             labels = postprocess(labels)
         labels = labels.astype(np.uint8)
         rel = os.path.splitext(os.path.relpath(path, image_root))[0] + ".png"
-        color_rgb = palette[labels]
-        overlay = cv2.addWeighted(
-            original, 1 - overlay_weight, color_rgb[..., ::-1], overlay_weight, 0
-        )
-        outputs = {"labels": labels, "pseudo_color": color_rgb[..., ::-1], "overlay": overlay}
+        color = colorize(labels, palette)
+        outputs = {
+            "labels": labels,
+            "pseudo_color": color,
+            "overlay": overlay(original, color, overlay_weight),
+        }
         for kind, array in outputs.items():
             out = os.path.join(save_dir, kind, rel)
             os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -49,6 +49,13 @@ def shipped(name: str, **changes: object) -> dict:
     return {"_base_": str(REPO / "configs" / name), **changes}
 
 
+def distilling(loss_type: str) -> dict:
+    """``TINY_CONFIG`` distilling logits with one ``loss_type`` term from a missing teacher."""
+    term = {"type": loss_type, "student": "logits", "teacher": "logits"}
+    teacher = {"config": "/no/teacher.yml", "model_path": "/no/t"}
+    return {**tiny(), "distill": {"teacher": teacher, "losses": [term]}}
+
+
 VIM_STOCK = {
     "type": "VIMWrapper",
     "num_classes": 6,
@@ -327,29 +334,17 @@ CASES = [
         id="postprocess-key",
     ),
     pytest.param(
-        {
-            **tiny(),
-            "distill": {
-                "teacher": {"config": "/no/teacher.yml", "model_path": "/no/t"},
-                "losses": [{"type": "CWD", "student": "logits", "teacher": "logits"}],
-            },
-        },
+        distilling("CWD"),
         "train",
         "distill.teacher.config: file not found: /no/teacher.yml",
         id="distill-teacher-missing-before-building",
     ),
     pytest.param(
-        {
-            **tiny(),
-            "distill": {
-                "teacher": {"config": "/no/teacher.yml", "model_path": "/no/t"},
-                "losses": [{"type": "CWDD", "student": "logits", "teacher": "logits"}],
-            },
-        },
+        distilling("CWDD"),
         "train",
         "distill.losses[0].type: unknown loss 'CWDD'",
         id="distill-loss-type-before-the-files",
-    ),  # fmt: skip
+    ),
     # Shipped configs, broken by a child config; their datasets need not exist.
     pytest.param(
         shipped(

@@ -18,7 +18,15 @@ import cv2
 import numpy as np
 import pytest
 from helpers import REPO
-from seg_runtime import SegPredictor, color_palette, iter_inputs, load_deploy, read_image, web
+from seg_runtime import (
+    SegPredictor,
+    color_palette,
+    iter_inputs,
+    load_deploy,
+    overlay,
+    read_image,
+    web,
+)
 from seg_runtime.postprocess import PostProcessor
 
 CPU = ["CPUExecutionProvider"]
@@ -133,7 +141,7 @@ def test_an_image_gives_the_runtime_predictors_labels_an_overlay_and_the_latency
     assert labels.dtype == np.uint8 and np.array_equal(labels, expected)
     color = decode(result["color"])
     assert np.array_equal(color, color_palette(6)[expected][..., ::-1])
-    assert mean_diff(decode(result["overlay"]), web.blend(image, color, 0.4)) < 3
+    assert mean_diff(decode(result["overlay"]), overlay(image, color, 0.4)) < 3
     counts = np.bincount(expected.ravel(), minlength=6)
     assert [e["id"] for e in result["legend"]] == sorted(
         np.flatnonzero(counts), key=lambda c: -counts[c]
@@ -303,7 +311,7 @@ def test_a_video_comes_back_as_an_overlay(fourcc, client, runtime_case, tmp_root
     expected = []
     for _, frame in iter_inputs(video):
         labels, _ = predictor(frame)
-        expected.append(web.blend(frame, palette[labels][..., ::-1], 0.5))
+        expected.append(overlay(frame, palette[labels][..., ::-1], 0.5))
     with open(video, "rb") as f:
         data = {"video": (f, "clip.avi"), "alpha": "0.5"}
         response = client.post("/api/video", data=data, content_type="multipart/form-data")

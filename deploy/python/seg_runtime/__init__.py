@@ -15,7 +15,6 @@ from .media import (
     VIDEO_EXTS,
     InputError,
     SkipReport,
-    color_palette,
     iter_inputs,
     list_images,
     read_image,
@@ -31,6 +30,7 @@ from .timing import (
     time_interleaved,
     time_runs,
 )
+from .visualize import color_palette, colorize, legend, overlay
 
 __all__ = [
     "BACKENDS",
@@ -48,12 +48,15 @@ __all__ = [
     "SegPredictor",
     "SkipReport",
     "color_palette",
+    "colorize",
     "create_runner",
     "format_perf",
     "iter_inputs",
+    "legend",
     "list_images",
     "load_deploy",
     "measure_latency",
+    "overlay",
     "model_input_size",
     "read_image",
     "read_images",

@@ -1,4 +1,4 @@
-"""Inputs and outputs on disk: image lists, image and video reading, the colour palette.
+"""Inputs and outputs on disk: image lists, image and video reading.
 
 Every tool that segments images reads them with :func:`read_image`, so the rules below are
 the same for ``infer.py``, the packaged solution and ``tools/predict.py``. A bad input raises
@@ -44,19 +44,6 @@ def list_images(image_path: str) -> list[str]:
     if not found:
         raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTS)}) under {image_path}")
     return sorted(found)
-
-
-def color_palette(num_classes: int) -> np.ndarray:
-    """A (num_classes, 3) uint8 RGB palette: the PASCAL VOC bit-interleaving scheme."""
-    palette = np.zeros((num_classes, 3), dtype=np.uint8)
-    for cls in range(num_classes):
-        c, shift = cls, 7
-        while c:
-            for ch in range(3):
-                palette[cls, ch] |= ((c >> ch) & 1) << shift
-            c >>= 3
-            shift -= 1
-    return palette
 
 
 class InputError(ValueError):

@@ -57,7 +57,6 @@ from .media import (
     MAX_PIXELS_ENV,
     VIDEO_EXTS,
     InputError,
-    color_palette,
     iter_inputs,
     list_images,
     max_pixels,
@@ -66,6 +65,7 @@ from .media import (
 from .postprocess import PostProcessor
 from .predictor import SegPredictor
 from .timing import summarize_ms, time_runs
+from .visualize import color_palette, colorize, hex_color, legend, overlay
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 # Shapes drawn by paddleseg_ext.datasets.shapes.render_sample, the data `make demo` trains on.
@@ -130,7 +130,7 @@ class DemoModel:
         height, width = self.predictor.input_shape[2:]
         size = f"{width}x{height}" if height > 0 and width > 0 else "dynamic"
         classes = [
-            {"id": i, "name": str(name), "color": _hex(self.palette[i])}
+            {"id": i, "name": str(name), "color": hex_color(self.palette[i])}
             for i, name in enumerate(self.predictor.class_names)
         ]
         return {
@@ -155,25 +155,11 @@ class DemoModel:
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """The colour-coded labels as a BGR image."""
-        return self.palette[labels][..., ::-1]
+        return colorize(labels, self.palette)
 
     def legend(self, labels: np.ndarray) -> list[dict]:
         """The classes present in ``labels``, largest first, with their share of pixels."""
-        counts = np.bincount(labels.ravel(), minlength=self.predictor.num_classes)
-        present = sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], c))
-        return [
-            {
-                "id": int(c),
-                "name": str(self.predictor.class_names[c]),
-                "color": _hex(self.palette[c]),
-                "share": float(counts[c] / labels.size),
-            }
-            for c in present
-        ]
-
-
-def _hex(rgb: np.ndarray) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
+        return legend(labels, self.palette, self.predictor.class_names)
 
 
 def picker_names(model_dirs: Sequence[str]) -> list[str]:
@@ -255,11 +241,6 @@ def segment(
     return labels, latency
 
 
-def blend(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
-    """The colour-coded labels laid over the image with opacity ``alpha``."""
-    return cv2.addWeighted(color, alpha, image, 1 - alpha, 0)
-
-
 def data_url(image: np.ndarray, ext: str) -> str:
     """An image as a ``data:`` URL: ``.png`` (exact) or ``.jpg`` (photos)."""
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == ".jpg" else []
@@ -339,14 +320,14 @@ class VideoJob:
         try:
             for _, frame in iter_inputs(self.source, max_frames, on_error=self.skip):
                 labels, latency = self.model.predict(frame, self.postprocess)
-                overlay = blend(frame, self.model.colorize(labels), self.alpha)
+                blended = overlay(frame, self.model.colorize(labels), self.alpha)
                 if not self.output:  # the first frame gives the size
                     writer = self._open_writer(frame.shape[1], frame.shape[0])
                 if writer is not None:
-                    writer.write(overlay)
+                    writer.write(blended)
                 else:
                     path = os.path.join(self.folder, FRAMES_DIR, f"{self.done:06d}.jpg")
-                    cv2.imwrite(path, overlay, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                    cv2.imwrite(path, blended, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 self.latencies.append(latency)
                 self.done += 1
             self.state = "done"
@@ -599,7 +580,7 @@ def create_app(
                     "model": model.name,
                     "labels": data_url(labels.astype(np.uint8), ".png"),
                     "color": data_url(color, ".png"),
-                    "overlay": data_url(blend(image, color, alpha), ".jpg"),
+                    "overlay": data_url(overlay(image, color, alpha), ".jpg"),
                     "legend": model.legend(labels),
                     "latency": latency,
                     "postprocessed": post is not None,

@@ -188,7 +188,7 @@ def build_postprocess(cfg: Config, stats: str | None = None):
     Raises:
         ConfigError: An unknown key, a bad value or a missing statistics file, named.
     """
-    from seg_runtime.postprocess import PostProcessor
+    from seg_runtime.postprocess import MIN_SIZE_FACTOR, PostProcessor
 
     from .config_check import check_postprocess
 
@@ -203,7 +203,7 @@ def build_postprocess(cfg: Config, stats: str | None = None):
         raise ConfigError(f"postprocess.stats: file not found: {path}")
     try:
         return PostProcessor.from_stats(
-            path, float(section.get("factor", 1 / 3)), int(section.get("background", 0))
+            path, float(section.get("factor", MIN_SIZE_FACTOR)), int(section.get("background", 0))
         )
     except (ValueError, TypeError) as err:
         raise ConfigError(f"postprocess: {err}") from err

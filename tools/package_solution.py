@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from seg_runtime.cli import run
+from seg_runtime.cli import add_postprocess_args, run
 from seg_runtime.solution import build_solution
 
 
@@ -21,11 +21,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_dir", required=True, help="Export directory (deploy.yaml)")
     parser.add_argument("--out", default="solution.pyz", help="The .pyz to write")
-    parser.add_argument(
-        "--postprocess", metavar="STATS_JSON", help="tools/analyze_dataset.py statistics"
-    )
-    parser.add_argument("--pp_factor", type=float, default=1 / 3, help="Minimum-size rule share")
-    parser.add_argument("--pp_background", type=int, default=0, help="Background class id")
+    add_postprocess_args(parser, "Post-process with these tools/analyze_dataset.py statistics")
     return parser.parse_args(argv)
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from seg_runtime import BACKENDS, create_runner, format_perf, load_deploy, measure_latency
-from seg_runtime.cli import run
+from seg_runtime import create_runner, format_perf, load_deploy, measure_latency
+from seg_runtime.cli import add_backend_args, backend_options, run
 from seg_runtime.machine import describe_machine
 
 
@@ -63,27 +63,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """Benchmarks an export directory with one backend and prints the Perf Info block."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", help="Export directory holding deploy.yaml")
-    parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
-    parser.add_argument("--threads", type=int, default=1)
+    add_backend_args(parser, gpu=False)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--input_shape", type=parse_shape, help="N,C,H,W (dynamic models)")
-    parser.add_argument("--int8", action="store_true", help="Paddle Lite: the INT8 model")
-    parser.add_argument(
-        "--cpu_only", action="store_true", help="onnxruntime: CPU provider only (no TensorRT)"
-    )
     args = parser.parse_args(argv)
     deploy = load_deploy(args.model_dir)
     shape = resolve_input_shape(deploy, args.input_shape)
-    providers = ["CPUExecutionProvider"] if args.cpu_only else None
     opened = []
 
     def make_runner():
-        opened.append(
-            create_runner(
-                args.model_dir, args.backend, args.threads, providers=providers, int8=args.int8
-            )
-        )
+        opened.append(create_runner(args.model_dir, **backend_options(args)))
         return opened[-1]
 
     stats = measure_latency(make_runner, shape, args.warmup, args.repeats)

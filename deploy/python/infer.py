@@ -27,7 +27,6 @@ import os
 import cv2
 import numpy as np
 from seg_runtime import (
-    BACKENDS,
     InputError,
     SegPredictor,
     SkipReport,
@@ -35,9 +34,14 @@ from seg_runtime import (
     colorize,
     iter_inputs,
 )
-from seg_runtime.cli import run
+from seg_runtime.cli import (
+    add_backend_args,
+    add_postprocess_args,
+    backend_options,
+    postprocessor,
+    run,
+)
 from seg_runtime.machine import describe_machine
-from seg_runtime.postprocess import PostProcessor
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,21 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model_dir", required=True, help="Export directory (deploy.yaml)")
     parser.add_argument("--image_path", required=True, help="Image, image folder or video")
     parser.add_argument("--save_dir", default="output/infer", help="Output directory")
-    parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="Runtime")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
-    parser.add_argument("--use_gpu", action="store_true", help="Paddle Inference on GPU")
-    parser.add_argument(
-        "--cpu_only", action="store_true", help="onnxruntime: CPU provider only (no TensorRT)"
-    )
-    parser.add_argument("--int8", action="store_true", help="Paddle Lite: the INT8 model")
     parser.add_argument("--max_frames", type=int, default=0, help="Video: stop after N (0: all)")
-    parser.add_argument(
-        "--postprocess", metavar="STATS_JSON", help="Post-process labels with these statistics"
-    )
-    parser.add_argument(
-        "--pp_factor", type=float, default=1 / 3, help="Minimum-size rule: share of min_pixels"
-    )
-    parser.add_argument("--pp_background", type=int, default=0, help="Background class id")
+    add_backend_args(parser)
+    add_postprocess_args(parser, "Post-process labels with these statistics")
     return parser.parse_args(argv)
 
 
@@ -71,17 +63,8 @@ def main(argv: list[str] | None = None) -> list[float]:
             skipped (after the others were processed).
     """
     args = parse_args(argv)
-    providers = ["CPUExecutionProvider"] if args.cpu_only else None
     predictor = SegPredictor(
-        args.model_dir,
-        args.backend,
-        args.threads,
-        use_gpu=args.use_gpu,
-        providers=providers,
-        int8=args.int8,
-        postprocess=PostProcessor.from_stats(args.postprocess, args.pp_factor, args.pp_background)
-        if args.postprocess
-        else None,
+        args.model_dir, **backend_options(args), postprocess=postprocessor(args)
     )
     print(describe_machine(predictor.runner))
     palette = color_palette(predictor.num_classes)

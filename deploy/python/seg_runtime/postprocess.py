@@ -23,6 +23,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+# Rule (a)'s default threshold, as a share of ``min_pixels`` (the runner-up's 1/3).
+MIN_SIZE_FACTOR = 1 / 3
+
 
 class PostProcessor:
     """Applies the minimum-size and mutual-exclusion rules to (H, W) class-id maps.
@@ -39,7 +42,7 @@ class PostProcessor:
         self,
         min_pixels: Sequence[int | None],
         exclusive_pairs: Iterable[Sequence[int]],
-        factor: float = 1 / 3,
+        factor: float = MIN_SIZE_FACTOR,
         background: int = 0,
     ) -> None:
         self.num_classes = len(min_pixels)
@@ -61,7 +64,7 @@ class PostProcessor:
 
     @classmethod
     def from_stats(
-        cls, stats: str | dict, factor: float = 1 / 3, background: int = 0
+        cls, stats: str | dict, factor: float = MIN_SIZE_FACTOR, background: int = 0
     ) -> PostProcessor:
         """Builds one from a statistics dict or JSON file (``min_pixels``, ``exclusive_pairs``)."""
         if isinstance(stats, str):

@@ -31,6 +31,8 @@ import zipfile
 
 import numpy as np
 
+from .postprocess import MIN_SIZE_FACTOR
+
 # Data files live inside the package, where pkgutil.get_data finds them in the archive.
 DATA_DIR = "solution_data"
 MODEL_ENTRY = f"{DATA_DIR}/model.onnx"
@@ -47,7 +49,7 @@ def build_solution(
     model_dir: str,
     out: str,
     stats: str | None = None,
-    factor: float = 1 / 3,
+    factor: float = MIN_SIZE_FACTOR,
     background: int = 0,
 ) -> str:
     """Writes the ``.pyz`` for the export in ``model_dir``; returns ``out``.

@@ -51,7 +51,8 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.serving import make_server
 
-from .backends import BACKENDS, OrtRunner
+from .backends import OrtRunner
+from .cli import add_backend_args, add_postprocess_args, backend_options, postprocessor
 from .files import load_deploy
 from .media import (
     MAX_PIXELS_ENV,
@@ -654,19 +655,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="Port (0: any free one)")
-    parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="Runtime")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per model")
-    parser.add_argument("--use_gpu", action="store_true", help="Paddle Inference on GPU")
-    parser.add_argument(
-        "--cpu_only", action="store_true", help="onnxruntime: CPU provider only (no TensorRT)"
-    )
-    parser.add_argument(
-        "--postprocess", metavar="STATS_JSON", help="Offer post-processing with these statistics"
-    )
-    parser.add_argument(
-        "--pp_factor", type=float, default=1 / 3, help="Minimum-size rule: share of min_pixels"
-    )
-    parser.add_argument("--pp_background", type=int, default=0, help="Background class id")
+    add_backend_args(parser, int8=False)
+    add_postprocess_args(parser, "Offer post-processing with these statistics")
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs per image (median)")
     parser.add_argument("--max_image_mb", type=float, default=20, help="Largest image upload")
     parser.add_argument("--max_video_mb", type=float, default=50, help="Largest video upload")
@@ -685,16 +675,9 @@ def main(argv: list[str] | None = None) -> None:
             or flag, a backend that is not installed, a port that cannot be listened on.
     """
     args = parse_args(argv)
-    models = open_models(
-        args.model_dir,
-        args.backend,
-        args.threads,
-        use_gpu=args.use_gpu,
-        providers=["CPUExecutionProvider"] if args.cpu_only else None,
-    )
-    postprocess = None
-    if args.postprocess:
-        postprocess = PostProcessor.from_stats(args.postprocess, args.pp_factor, args.pp_background)
+    models = open_models(args.model_dir, **backend_options(args))
+    postprocess = postprocessor(args)
+    if postprocess is not None:
         for model in models:
             if model.predictor.num_classes != postprocess.num_classes:
                 raise ValueError(

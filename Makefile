@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-nodeps.txt requirements-dev.txt pyproject.toml
 
-.PHONY: install demo test lint fixup clean lite-env arm-env
+.PHONY: install demo test lint fixup clean lite-env arm-env py36-env
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,24 @@ $(ARM_STAMP): deploy/emulated_board.sh
 
 arm-env: install $(ARM_STAMP)
 
+# CPython 3.6 with requirements-py36.txt (.venv-py36): the 2023 LPCVC Nano's Python, where
+# tests/runtime/test_py36.py runs the packaged solution and infer.py; skipped without it.
+PY36 ?= $(shell pyenv root 2>/dev/null)/versions/3.6.15/bin/python
+PY36_VENV := .venv-py36
+PY36_STAMP := $(PY36_VENV)/.installed
+
+$(PY36_STAMP): requirements-py36.txt
+	@$(PY36) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 6))' 2>/dev/null || { \
+		echo "py36-env: no CPython 3.6 at '$(PY36)': install one (pyenv install 3.6.15)" \
+			"or run make py36-env PY36=/path/to/python3.6" >&2; exit 1; }
+	test -x $(PY36_VENV)/bin/python || $(PY36) -m venv $(PY36_VENV)
+	$(PY36_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "pip>=20.3,<22"
+	$(PY36_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--only-binary=:all: -r requirements-py36.txt
+	touch $@
+
+py36-env: $(PY36_STAMP)
+
 demo: install
 	$(BIN)/python tools/demo.py --save_dir output/demo
 
@@ -74,6 +92,8 @@ test: install
 		"environment, the Lite export tests will be skipped" >&2
 	@$(MAKE) --no-print-directory arm-env || echo "make test: no emulated aarch64 board," \
 		"the aarch64 tests will be skipped" >&2
+	@$(MAKE) --no-print-directory py36-env || echo "make test: no CPython 3.6 environment," \
+		"the Python 3.6 tests will be skipped" >&2
 	$(BIN)/python -m pytest -q tests
 
 lint: install

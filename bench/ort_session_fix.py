@@ -1,7 +1,7 @@
-"""onnxruntime < 1.19: which session setting keeps every run's labels right, and its cost.
+"""onnxruntime 1.14-1.18: which session setting keeps every run's labels right, and its cost.
 
-Releases before 1.19 run a Conv with a fused residual input wrongly from the second run of
-a session when memory patterns are on (docs/deployment.md, "onnxruntime versions"). This
+These releases give wrong values from the second run of a session when memory patterns are
+on (docs/deployment.md, "ARM boards and onnxruntime versions"). This
 script times, interleaved run by run on one real image, and checks the labels of every run
 on a set of images for:
 

@@ -5,7 +5,7 @@ python tools/package_solution.py --model_dir output/export [--postprocess stats.
 python3 solution.pyz -i IMG_DIR -o OUT_DIR     # prints the total forward seconds
 
 The archive holds the ONNX model, ``deploy/python/seg_runtime`` and the post-processing
-statistics; at run time it needs Python >= 3.8, NumPy, OpenCV and onnxruntime only.
+statistics; at run time it needs Python >= 3.6, NumPy, OpenCV and onnxruntime only.
 """
 
 from __future__ import annotations

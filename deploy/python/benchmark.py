@@ -20,17 +20,15 @@ min/max/avg cover ``--repeats`` runs after ``--warmup`` untimed ones, on random 
 Needs only NumPy, PyYAML and the backend (no PaddlePaddle for onnxruntime or Paddle Lite).
 """
 
-from __future__ import annotations
-
 import argparse
-from collections.abc import Sequence
+from typing import Dict, List, Optional, Sequence
 
 from seg_runtime import create_runner, format_perf, load_deploy, measure_latency
 from seg_runtime.cli import add_backend_args, backend_options, run
 from seg_runtime.machine import describe_machine
 
 
-def resolve_input_shape(deploy: dict, input_shape: Sequence[int] | None) -> list[int]:
+def resolve_input_shape(deploy: dict, input_shape: Optional[Sequence[int]]) -> List[int]:
     """``input_shape`` if given, else deploy.yaml's; it must have no dynamic size.
 
     Raises:
@@ -51,7 +49,7 @@ def resolve_input_shape(deploy: dict, input_shape: Sequence[int] | None) -> list
     return shape
 
 
-def parse_shape(text: str) -> list[int]:
+def parse_shape(text: str) -> List[int]:
     """``"1,3,512,512"`` (or ``"1x3x512x512"``) -> [1, 3, 512, 512]."""
     try:
         return [int(v) for v in text.replace("x", ",").split(",")]
@@ -59,7 +57,7 @@ def parse_shape(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"bad shape {text!r}; expected N,C,H,W") from err
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     """Benchmarks an export directory with one backend and prints the Perf Info block."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", help="Export directory holding deploy.yaml")

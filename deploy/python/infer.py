@@ -3,7 +3,7 @@
 python deploy/python/infer.py --model_dir output/export --image_path img.png \
     --save_dir output/infer --backend onnxruntime
 
-Needs Python >= 3.8, NumPy, OpenCV, PyYAML and one backend: onnxruntime (``model.onnx``,
+Needs Python >= 3.6, NumPy, OpenCV, PyYAML and one backend: onnxruntime (``model.onnx``,
 TensorRT or CUDA provider when present), Paddle Inference (``model.json``) or Paddle Lite
 (``model.nb``). Copy this folder (``infer.py``, ``benchmark.py``, ``seg_runtime/``) and an
 export directory to the device; nothing else is needed.
@@ -19,10 +19,9 @@ line on stderr and the others are processed; the run then ends with an ``error:`
 counting the skipped inputs and exit status 2.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
+from typing import List, Optional
 
 import cv2
 import numpy as np
@@ -44,7 +43,7 @@ from seg_runtime.cli import (
 from seg_runtime.machine import describe_machine
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_dir", required=True, help="Export directory (deploy.yaml)")
     parser.add_argument("--image_path", required=True, help="Image, image folder or video")
@@ -55,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> list[float]:
+def main(argv: Optional[List[str]] = None) -> List[float]:
     """Runs the model on every input; returns the per-image latencies in ms.
 
     Raises:

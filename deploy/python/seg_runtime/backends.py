@@ -17,12 +17,10 @@ those of oneDNN off, and without it on all of them.
 The session options of both runtimes were chosen by measurement (docs/performance.md).
 """
 
-from __future__ import annotations
-
 import os
 import re
 import sys
-from collections.abc import Sequence
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -38,13 +36,13 @@ ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 # run and the better median at load averages of 5 to 6; at 2.6, spinning had a
 # median about 15% lower.
 ORT_ALLOW_SPINNING = "0"
-# onnxruntime releases before 1.19 give some Conv nodes wrong values from the second run of
-# a session on when its memory pattern (one block planned from the first run) is reused:
-# the first run is right, later runs are not. Measured on our optimised exports on aarch64
-# (1.15.1 to 1.18.1) and x86_64 (1.16.3 to 1.18.1); 1.19.2 to 1.27.0 are right, and with
-# memory patterns off every run is right on all of them at the same speed
-# (bench/ort_session_fix.py, docs/deployment.md).
-ORT_MEM_PATTERN_FIXED = (1, 19)
+# onnxruntime 1.14 to 1.18 give wrong values from the second run of a session on when its
+# memory pattern (one block planned from the first run) is reused: the first run is right,
+# later runs are not. Measured on our exports on x86_64 (1.10.0, 1.12.1 and 1.13.1 right;
+# 1.14.1 to 1.18.1 wrong; 1.19.2 and later right) and emulated aarch64 (1.15.1 to 1.18.1
+# wrong, 1.19.2 to 1.27.0 right). With memory patterns off every run is right on all of them,
+# at the same speed (bench/ort_session_fix.py, docs/deployment.md). [first bad, first good).
+ORT_MEM_PATTERN_FAULTY = ((1, 14), (1, 19))
 # Paddle 3.3.1's oneDNN passes that fail on these models (see the module docstring).
 PADDLE_BROKEN_ONEDNN_PASSES = ("onednn_placement_pass", "reshape_transpose_matmul_fuse_pass")
 
@@ -59,7 +57,7 @@ def _import_backend(module: str, backend: str):
         ) from err
 
 
-def _release(version: str) -> tuple[int, int]:
+def _release(version: str) -> Tuple[int, int]:
     """``"1.17.3"`` -> (1, 17)."""
     parts = re.findall(r"\d+", version)[:2]
     return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, 0)
@@ -67,7 +65,8 @@ def _release(version: str) -> tuple[int, int]:
 
 def ort_mem_pattern_safe(version: str) -> bool:
     """Whether onnxruntime ``version`` runs our graphs right with memory patterns on."""
-    return _release(version) >= ORT_MEM_PATTERN_FIXED
+    first_bad, first_good = ORT_MEM_PATTERN_FAULTY
+    return not first_bad <= _release(version) < first_good
 
 
 _warned: set = set()
@@ -78,8 +77,8 @@ def ort_session_options(threads: int = 1):
 
     Graph optimisation at onnxruntime's default (all levels, with the NCHWc layout of MLAS),
     one inter-op thread (the graphs are chains), intra-op threads that block rather than
-    spin (``ORT_ALLOW_SPINNING``). On releases before 1.19 memory patterns are off
-    (``ORT_MEM_PATTERN_FIXED``), said once per process on stderr.
+    spin (``ORT_ALLOW_SPINNING``). On releases 1.14 to 1.18 memory patterns are off
+    (``ORT_MEM_PATTERN_FAULTY``), said once per process on stderr.
     """
     ort = _import_backend("onnxruntime", OrtRunner.name)
     options = ort.SessionOptions()
@@ -93,7 +92,7 @@ def ort_session_options(threads: int = 1):
             _warned.add(ort.__version__)
             print(
                 f"note: onnxruntime {ort.__version__} gives wrong labels after the first run "
-                "with memory patterns on (fixed in 1.19): running with them off",
+                "with memory patterns on (1.14 to 1.18): running with them off",
                 file=sys.stderr,
             )
     return options
@@ -114,9 +113,9 @@ class OrtRunner:
 
     def __init__(
         self,
-        onnx_file: str | bytes,
+        onnx_file: Union[str, bytes],
         threads: int = 1,
-        providers: Sequence[str] | None = None,
+        providers: Optional[Sequence[str]] = None,
         options=None,
     ) -> None:
         ort = _import_backend("onnxruntime", self.name)
@@ -213,7 +212,7 @@ def create_runner(
     threads: int = 1,
     *,
     use_gpu: bool = False,
-    providers: Sequence[str] | None = None,
+    providers: Optional[Sequence[str]] = None,
     int8: bool = False,
 ):
     """Opens the exported model in ``model_dir`` with ``backend``.

@@ -1,11 +1,9 @@
 """Command-line plumbing of the runtime's scripts: the error wrapper and the flag groups
 that ``infer.py``, ``benchmark.py``, the web demo and ``tools/package_solution.py`` share."""
 
-from __future__ import annotations
-
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from .backends import BACKENDS
 from .postprocess import MIN_SIZE_FACTOR, PostProcessor
@@ -63,7 +61,7 @@ def add_postprocess_args(parser: argparse.ArgumentParser, help: str) -> None:
     group.add_argument("--pp_background", type=int, default=0, help="Background class id")
 
 
-def postprocessor(args: argparse.Namespace) -> PostProcessor | None:
+def postprocessor(args: argparse.Namespace) -> Optional[PostProcessor]:
     """The post-processing the flags ask for, or None without ``--postprocess``."""
     if not args.postprocess:
         return None

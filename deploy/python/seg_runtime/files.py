@@ -1,7 +1,5 @@
 """The files of an export directory: their names (one place) and ``deploy.yaml``."""
 
-from __future__ import annotations
-
 import os
 
 DEPLOY_FILE = "deploy.yaml"

@@ -8,10 +8,8 @@ header claiming a huge image, and the structure checks a file cut short, all wit
 allocating anything.
 """
 
-from __future__ import annotations
-
 import struct
-from typing import Tuple
+from typing import Optional, Tuple
 
 Size = Tuple[int, int]  # (width, height)
 
@@ -23,7 +21,7 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS = frozenset([0x01, *range(0xD0, 0xD8)])
 
 
-def image_format(data: bytes) -> str | None:
+def image_format(data: bytes) -> Optional[str]:
     """One of :data:`FORMATS` from the file's signature, or None."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
@@ -38,7 +36,7 @@ def image_format(data: bytes) -> str | None:
     return None
 
 
-def image_size(data: bytes, fmt: str) -> Size | None:
+def image_size(data: bytes, fmt: str) -> Optional[Size]:
     """(width, height) stated by the header of a ``fmt`` file, or None when it cannot be
     parsed (the decoder then has the last word)."""
     try:
@@ -47,7 +45,7 @@ def image_size(data: bytes, fmt: str) -> Size | None:
         return None
 
 
-def structure_problem(data: bytes, fmt: str) -> str | None:
+def structure_problem(data: bytes, fmt: str) -> Optional[str]:
     """Why a ``fmt`` file must be refused before decoding, or None.
 
     - JPEG: no end-of-image marker after the last start-of-scan. Inside entropy-coded data
@@ -77,13 +75,13 @@ def structure_problem(data: bytes, fmt: str) -> str | None:
     return None
 
 
-def _png_size(data: bytes) -> Size | None:
+def _png_size(data: bytes) -> Optional[Size]:
     if data[12:16] != b"IHDR":
         return None
     return struct.unpack(">II", data[16:24])
 
 
-def _jpeg_size(data: bytes) -> Size | None:
+def _jpeg_size(data: bytes) -> Optional[Size]:
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
@@ -103,7 +101,7 @@ def _jpeg_size(data: bytes) -> Size | None:
     return None
 
 
-def _bmp_size(data: bytes) -> Size | None:
+def _bmp_size(data: bytes) -> Optional[Size]:
     (header_size,) = struct.unpack("<I", data[14:18])
     if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
         return struct.unpack("<HH", data[18:22])
@@ -111,7 +109,7 @@ def _bmp_size(data: bytes) -> Size | None:
     return abs(width), abs(height)  # a negative height means top-down rows
 
 
-def _tiff_size(data: bytes) -> Size | None:
+def _tiff_size(data: bytes) -> Optional[Size]:
     order = "<" if data[:2] == b"II" else ">"
     if struct.unpack(order + "H", data[2:4])[0] != 42:  # BigTIFF: left to the decoder
         return None
@@ -129,7 +127,7 @@ def _tiff_size(data: bytes) -> Size | None:
     return found[256], found[257]
 
 
-def _webp_size(data: bytes) -> Size | None:
+def _webp_size(data: bytes) -> Optional[Size]:
     chunk = data[12:16]
     if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # lossy: 14-bit sizes
         width, height = struct.unpack("<HH", data[26:30])

@@ -1,8 +1,6 @@
 """The machine a figure was measured on, in one line, so that board and host numbers cannot
 be confused: architecture, CPU model, cores, and the backend's version and providers."""
 
-from __future__ import annotations
-
 import os
 import platform
 

@@ -6,12 +6,9 @@ the same for ``infer.py``, the packaged solution and ``tools/predict.py``. A bad
 caller may skip it instead (``on_error``, e.g. a :class:`SkipReport`).
 """
 
-from __future__ import annotations
-
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Callable
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -29,7 +26,7 @@ MAX_PIXELS_ENV = "SEG_RUNTIME_MAX_PIXELS"
 MAX_BROKEN_FRAMES = 25
 
 
-def list_images(image_path: str) -> list[str]:
+def list_images(image_path: str) -> List[str]:
     """One image file, or every image under a folder (recursively, sorted)."""
     if os.path.isfile(image_path):
         return [image_path]
@@ -81,7 +78,7 @@ def _check_pixels(path: str, width: int, height: int, limit: int) -> None:
         )
 
 
-def read_image(path: str, limit: int | None = None) -> np.ndarray:
+def read_image(path: str, limit: Optional[int] = None) -> np.ndarray:
     """Reads an image file as (H, W, 3) uint8 BGR, the input of :class:`SegPredictor`.
 
     The format comes from the content (PNG, JPEG, BMP, TIFF or WebP), not the name. Rules:
@@ -152,15 +149,15 @@ def read_image(path: str, limit: int | None = None) -> np.ndarray:
     return image
 
 
-def _report(on_error: ErrorHandler | None, err: InputError) -> None:
+def _report(on_error: Optional[ErrorHandler], err: InputError) -> None:
     if on_error is None:
         raise err
     on_error(err)
 
 
 def read_images(
-    paths: Sequence[str], on_error: ErrorHandler | None = None
-) -> Iterator[tuple[str, np.ndarray]]:
+    paths: Sequence[str], on_error: Optional[ErrorHandler] = None
+) -> Iterator[Tuple[str, np.ndarray]]:
     """Yields ``(path, image)`` for each path with :func:`read_image`.
 
     Args:
@@ -197,8 +194,8 @@ class SkipReport:
 
 
 def _iter_video(
-    path: str, max_frames: int, on_error: ErrorHandler | None
-) -> Iterator[tuple[str, np.ndarray]]:
+    path: str, max_frames: int, on_error: Optional[ErrorHandler]
+) -> Iterator[Tuple[str, np.ndarray]]:
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise InputError(f"{path}: cannot open the video")
@@ -238,8 +235,8 @@ def _iter_video(
 
 
 def iter_inputs(
-    path: str, max_frames: int = 0, on_error: ErrorHandler | None = None
-) -> Iterator[tuple[str, np.ndarray]]:
+    path: str, max_frames: int = 0, on_error: Optional[ErrorHandler] = None
+) -> Iterator[Tuple[str, np.ndarray]]:
     """Yields ``(relative output name, BGR image)`` for an image, a folder or a video.
 
     Video frames are named ``VIDEO/000000.png`` after their position in the video; images

@@ -5,10 +5,7 @@ the images are batched, and no framework tensor op (whose 0-d behaviour changed 
 involved.
 """
 
-from __future__ import annotations
-
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -48,7 +45,7 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def confusion_matrix(
-    pred: Any, label: Any, num_classes: int, ignore_index: int | None = 255
+    pred: Any, label: Any, num_classes: int, ignore_index: Optional[int] = 255
 ) -> np.ndarray:
     """Counts (ground truth, prediction) pixel pairs.
 
@@ -91,7 +88,7 @@ def confusion_matrix(
     return counts.reshape(num_classes, num_classes).astype(np.int64)
 
 
-def segmentation_metrics(cm: np.ndarray) -> dict[str, Any]:
+def segmentation_metrics(cm: np.ndarray) -> Dict[str, Any]:
     """Dataset-level metrics from a confusion matrix.
 
     Per class c with TP = ``cm[c, c]``, GT = row sum, P = column sum:
@@ -141,7 +138,7 @@ def segmentation_metrics(cm: np.ndarray) -> dict[str, Any]:
     }
 
 
-def resize_nearest(label: Any, size: int | tuple[int, int]) -> np.ndarray:
+def resize_nearest(label: Any, size: Union[int, Tuple[int, int]]) -> np.ndarray:
     """Nearest-neighbour resize of a 2-D id map, for any integer dtype.
 
     Uses the same sampling as ``cv2.resize(..., interpolation=cv2.INTER_NEAREST)``
@@ -172,7 +169,7 @@ def lpcvc_image_dice(
     label: Any,
     num_classes: int = 14,
     size: int = 512,
-    ignore_index: int | None = 255,
+    ignore_index: Optional[int] = 255,
 ) -> float:
     """LPCVC 2023 accuracy of one image.
 
@@ -269,7 +266,7 @@ class SegMetricAccumulator:
     def reset(self) -> None:
         """Forgets everything seen so far."""
         self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-        self.image_dice: list[float] = []
+        self.image_dice: List[float] = []
         self.num_images = 0
 
     def update(self, pred: Any, label: Any) -> None:
@@ -295,7 +292,7 @@ class SegMetricAccumulator:
                     )
                 )
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self) -> Dict[str, Any]:
         """Returns :func:`segmentation_metrics` of the accumulated matrix.
 
         With ``lpcvc=True`` the dict also holds ``LPCVC_Dice``, the mean per-image Dice

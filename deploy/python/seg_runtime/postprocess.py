@@ -16,10 +16,8 @@ The statistics are those ``tools/analyze_dataset.py`` writes (``min_pixels``,
 predict at the label resolution the statistics were taken at.
 """
 
-from __future__ import annotations
-
 import json
-from typing import Iterable, Sequence
+from typing import Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -40,7 +38,7 @@ class PostProcessor:
 
     def __init__(
         self,
-        min_pixels: Sequence[int | None],
+        min_pixels: Sequence[Optional[int]],
         exclusive_pairs: Iterable[Sequence[int]],
         factor: float = MIN_SIZE_FACTOR,
         background: int = 0,
@@ -53,7 +51,7 @@ class PostProcessor:
         self.min_pixels = list(min_pixels)
         self.factor = factor
         self.background = background
-        self.exclusive: dict[int, set] = {c: set() for c in range(self.num_classes)}
+        self.exclusive: Dict[int, set] = {c: set() for c in range(self.num_classes)}
         for pair in exclusive_pairs:
             a, b = (int(v) for v in pair)
             for c in (a, b):
@@ -64,8 +62,8 @@ class PostProcessor:
 
     @classmethod
     def from_stats(
-        cls, stats: str | dict, factor: float = MIN_SIZE_FACTOR, background: int = 0
-    ) -> PostProcessor:
+        cls, stats: Union[str, dict], factor: float = MIN_SIZE_FACTOR, background: int = 0
+    ) -> "PostProcessor":
         """Builds one from a statistics dict or JSON file (``min_pixels``, ``exclusive_pairs``)."""
         if isinstance(stats, str):
             with open(stats) as f:

@@ -1,9 +1,7 @@
 """Segmentation of BGR images with an exported model: preprocess, run, labels."""
 
-from __future__ import annotations
-
 import time
-from collections.abc import Callable, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -54,9 +52,9 @@ class SegPredictor:
         threads: int = 1,
         *,
         use_gpu: bool = False,
-        providers: Sequence[str] | None = None,
+        providers: Optional[Sequence[str]] = None,
         int8: bool = False,
-        postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+        postprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     ) -> None:
         runner = create_runner(
             model_dir, backend, threads, use_gpu=use_gpu, providers=providers, int8=int8
@@ -68,8 +66,8 @@ class SegPredictor:
         cls,
         deploy: dict,
         runner: Callable[[np.ndarray], np.ndarray],
-        postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> SegPredictor:
+        postprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    ) -> "SegPredictor":
         """A predictor over an open runner and ``deploy.yaml``'s ``Deploy`` dict."""
         predictor = cls.__new__(cls)
         predictor._setup(deploy, runner, postprocess)
@@ -96,7 +94,7 @@ class SegPredictor:
         # A batch of one is a view of the image (np.repeat would copy it).
         return chw if self.batch == 1 else np.repeat(chw, self.batch, axis=0)
 
-    def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
+    def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, float]:
         """Segments one image.
 
         Returns:

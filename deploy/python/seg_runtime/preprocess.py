@@ -10,10 +10,8 @@ copy to (C, H, W), which saves a pass over the image. Supported: ``Resize`` (``t
 predicted labels can be brought back to the image (:meth:`Preprocessor.restore`).
 """
 
-from __future__ import annotations
-
 import math
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -33,7 +31,7 @@ INTERPOLATIONS = {
 Step = Tuple[str, Tuple[int, int]]
 
 
-def model_input_size(height: int, width: int, input_shape: Sequence[int]) -> tuple[int, int]:
+def model_input_size(height: int, width: int, input_shape: Sequence[int]) -> Tuple[int, int]:
     """The (h, w) a preprocessed image of ``height`` x ``width`` is fed to the model at.
 
     The export's fixed H/W when it has one; for a dynamic size (-1), the image's own size
@@ -57,7 +55,7 @@ def resize_to_input(chw: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     return hwc.reshape(h, w, -1).transpose(2, 0, 1)
 
 
-def _pair(value, name: str) -> tuple[int, int]:
+def _pair(value, name: str) -> Tuple[int, int]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ValueError(f"deploy.yaml: {name} must be [width, height], got {value!r}")
     return int(value[0]), int(value[1])
@@ -157,7 +155,7 @@ def _make_padding(target_size, im_padding_value=127.5, label_padding_value=255):
 
 
 # Transform name -> factory returning (op, changes_geometry).
-_FACTORIES: dict[str, Callable] = {
+_FACTORIES: Dict[str, Callable] = {
     "Resize": _make_resize,
     "ResizeByLong": _make_resize_by_long,
     "ResizeByShort": _make_resize_by_short,
@@ -178,7 +176,7 @@ class Preprocessor:
     """
 
     def __init__(self, transforms: Sequence[dict]) -> None:
-        self.ops: list[tuple[str, Callable, bool]] = []
+        self.ops: List[Tuple[str, Callable, bool]] = []
         for i, spec in enumerate(transforms):
             spec = dict(spec)
             name = spec.pop("type", None)
@@ -193,12 +191,12 @@ class Preprocessor:
                 raise ValueError(f"deploy.yaml: transforms[{i}] {name}: {err}") from err
             self.ops.append((name, op, geometric))
 
-    def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, list[Step]]:
+    def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, List[Step]]:
         """Returns the (C, H, W) float32 RGB array and the geometric steps taken."""
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) BGR image, got shape {image_bgr.shape}")
         img = image_bgr
-        steps: list[Step] = []
+        steps: List[Step] = []
         for name, op, geometric in self.ops:
             if geometric:
                 steps.append(("padding" if name == "Padding" else "resize", img.shape[:2]))

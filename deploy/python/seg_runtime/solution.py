@@ -9,16 +9,14 @@ It writes one mode-L PNG of class ids per input image into ``OUT_DIR`` (same fil
 non-PNG input name gets ``.png``), at the input's size, and prints exactly one line: the
 total seconds spent in the model's forward pass over all images (after one untimed warm-up
 run), as the challenge's referee expects. Everything else goes to stderr. At run time it
-needs Python >= 3.8, NumPy, OpenCV and onnxruntime (TensorRT or CUDA execution provider when
-present, else the CPU).
+needs Python >= 3.6 (the 2023 LPCVC Nano), NumPy, OpenCV and onnxruntime (TensorRT or CUDA
+execution provider when present, else the CPU).
 
 Images are read by :func:`seg_runtime.media.read_image`. One that cannot be read is skipped
 with a ``skipped: PATH: reason`` line on stderr, and the run goes on and exits with status 0:
 the referee scores a missing output as 0 for that image, while an aborted run would score
 every image after it as 0. A closing ``warning:`` line on stderr counts the skipped images.
 """
-
-from __future__ import annotations
 
 import argparse
 import io
@@ -28,6 +26,7 @@ import pkgutil
 import sys
 import zipapp
 import zipfile
+from typing import List, Optional
 
 import numpy as np
 
@@ -48,7 +47,7 @@ NOT_PACKAGED = ("web.py",)
 def build_solution(
     model_dir: str,
     out: str,
-    stats: str | None = None,
+    stats: Optional[str] = None,
     factor: float = MIN_SIZE_FACTOR,
     background: int = 0,
 ) -> str:
@@ -90,7 +89,7 @@ def build_solution(
     return out
 
 
-def _read(entry: str) -> bytes | None:
+def _read(entry: str) -> Optional[bytes]:
     """A data file of the archive, or None when it has none."""
     try:
         return pkgutil.get_data("seg_runtime", entry)
@@ -98,7 +97,7 @@ def _read(entry: str) -> bytes | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> float:
+def main(argv: Optional[List[str]] = None) -> float:
     parser = argparse.ArgumentParser(description="Segment every image of a folder.")
     parser.add_argument("-i", "--input", required=True, help="Folder of input images")
     parser.add_argument("-o", "--output", required=True, help="Folder for the label PNGs")

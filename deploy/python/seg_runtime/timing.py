@@ -1,9 +1,7 @@
 """The latency timer shared by the benchmarks, and Paddle Lite's ``Perf Info`` layout."""
 
-from __future__ import annotations
-
 import time
-from typing import Callable, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
@@ -11,8 +9,8 @@ PERF_KEYS = ("init", "first", "min", "max", "avg")
 
 
 def time_interleaved(
-    runs: dict[str, Callable[[], object]], warmup: int, repeats: int
-) -> dict[str, list[float]]:
+    runs: Dict[str, Callable[[], object]], warmup: int, repeats: int
+) -> Dict[str, List[float]]:
     """Times several calls against each other: seconds of each call, per name.
 
     Each call runs ``warmup`` times untimed, then the calls take turns ``repeats`` times,
@@ -23,7 +21,7 @@ def time_interleaved(
     for run in runs.values():
         for _ in range(warmup):
             run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             start = time.perf_counter()
@@ -32,12 +30,12 @@ def time_interleaved(
     return times
 
 
-def time_runs(run: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+def time_runs(run: Callable[[], object], warmup: int, repeats: int) -> List[float]:
     """Calls ``run`` ``warmup`` times untimed, then ``repeats`` times; returns seconds each."""
     return time_interleaved({"run": run}, warmup, repeats)["run"]
 
 
-def summarize_ms(seconds: Sequence[float]) -> dict[str, float]:
+def summarize_ms(seconds: Sequence[float]) -> Dict[str, float]:
     """``min``, ``max``, ``avg``, ``median`` and ``p90`` of timings, in milliseconds."""
     ms = np.asarray(seconds, dtype=np.float64) * 1000
     return {
@@ -55,7 +53,7 @@ def measure_latency(
     warmup: int = 20,
     repeats: int = 50,
     seed: int = 0,
-) -> dict[str, float]:
+) -> Dict[str, float]:
     """Times a runner on random input.
 
     Args:
@@ -83,7 +81,7 @@ def measure_latency(
     return stats
 
 
-def format_perf(stats: dict[str, float]) -> str:
+def format_perf(stats: Dict[str, float]) -> str:
     """The ``Perf Info`` block of Paddle Lite's benchmark tool."""
     lines = ["======= Perf Info =======", "Time(unit: ms):"]
     lines += [f"{key:<5} = {stats[key]:.3f}" for key in PERF_KEYS]

@@ -2,9 +2,7 @@
 palette, colour-coded labels, the overlay on the image and the legend of the classes present.
 """
 
-from __future__ import annotations
-
-from typing import Sequence
+from typing import List, Sequence
 
 import cv2
 import numpy as np
@@ -38,7 +36,7 @@ def hex_color(rgb: np.ndarray) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
 
 
-def legend(labels: np.ndarray, palette: np.ndarray, class_names: Sequence) -> list[dict]:
+def legend(labels: np.ndarray, palette: np.ndarray, class_names: Sequence) -> List[dict]:
     """The classes present in ``labels``, largest first (ties: lower id first): ``id``,
     ``name``, ``color`` (``#rrggbb``) and ``share`` of the pixels."""
     counts = np.bincount(labels.ravel(), minlength=len(palette))

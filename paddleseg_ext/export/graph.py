@@ -7,7 +7,11 @@ Output ops (``OUTPUT_OPS``), appended by :class:`ExportModel`:
 - ``none``: the model's own output (logits, or labels for a VIM model);
 - ``vim``: int32 labels (N, 1, H, W) by valid-class interpolation; a model with
   ``upsample: bilinear`` is switched to VIM, a stock ``decode_head(backbone(x))`` model is
-  wrapped with ``VIMWrapper``.
+  wrapped with ``VIMWrapper``;
+- ``exact``: float32 logits at the head's resolution (N, C, h, w); the device runtime makes
+  the labels of full bilinear upsampling + argmax from them (``seg_runtime.labelhead``),
+  interpolating only along the label boundaries. Models with an ``upsample`` layer
+  (TopFormerSeg, MobileSegExt).
 
 The Paddle Lite side environment (Paddle 2.6) imports this module too, to build the same
 graph for its legacy program.
@@ -27,7 +31,7 @@ from seg_runtime import ExportFiles
 from ..config import ConfigError
 from ..models.vim import LogitsUpsample, VIMWrapper
 
-OUTPUT_OPS = ("argmax", "softmax", "none", "vim")
+OUTPUT_OPS = ("argmax", "softmax", "none", "vim", "exact")
 INPUT_NAME = "x"
 
 
@@ -72,7 +76,8 @@ def outputs_labels(model: nn.Layer) -> bool:
 
 
 def prepare_model(model: nn.Layer, output_op: str, num_classes: int) -> nn.Layer:
-    """Checks ``output_op`` against ``model`` and, for ``vim``, turns VIM on.
+    """Checks ``output_op`` against ``model``; for ``vim`` turns VIM on, for ``exact`` stops
+    the model before its final upsampling.
 
     A model with a ``LogitsUpsample`` ``upsample`` layer (TopFormerSeg, MobileSegExt) gets a
     VIM one with the same class set and ``align_corners``; a stock segmentor built as
@@ -98,9 +103,17 @@ def prepare_model(model: nn.Layer, output_op: str, num_classes: int) -> nn.Layer
             "--output_op softmax needs logits, but this model returns labels in eval mode "
             "(upsample: vim); use --output_op argmax/vim or set upsample: bilinear"
         )
+    upsample = getattr(model, "upsample", None)
+    if output_op == "exact":
+        if not isinstance(upsample, LogitsUpsample):
+            raise ConfigError(
+                f"--output_op exact: {type(model).__name__} has no `upsample` layer to stop "
+                "before (TopFormerSeg and MobileSegExt have one); use --output_op argmax"
+            )
+        model.upsample = LogitsUpsample(num_classes, "none", align_corners=upsample.align_corners)
+        return model
     if output_op != "vim" or labels:
         return model
-    upsample = getattr(model, "upsample", None)
     if isinstance(upsample, LogitsUpsample):
         # The user asked for VIM, so any class-count threshold is dropped.
         model.upsample = LogitsUpsample(

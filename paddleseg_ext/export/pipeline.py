@@ -262,18 +262,23 @@ def export(
         trace_paddle(layer, shape)
 
     label_output = labels or output_op in ("argmax", "vim")
+    layout = "labels N,1,H,W" if label_output else "scores N,C,H,W"
+    if output_op == "exact":
+        layout = "logits N,C,h,w (labels by seg_runtime.labelhead)"
     info = {
         "transforms": val_transforms(cfg),
         "input_name": INPUT_NAME,
         "input_shape": list(shape),
         "output_op": output_op,
         "output_dtype": "int32" if label_output else "float32",
-        "output_layout": "labels N,1,H,W" if label_output else "scores N,C,H,W",
+        "output_layout": layout,
         "num_classes": num_classes,
         "class_names": class_names,
         "model_type": type(model).__name__,
         "opset": opset if "onnx" in names else None,
     }
+    if output_op == "exact":
+        info["align_corners"] = bool(model.upsample.align_corners)
     with StagedDirectory(save_dir) as stage:
         files = _write_models(
             cfg, model, layer, names, shape, output_op, opset, verify, stage.path, optimize_onnx

@@ -42,7 +42,7 @@ from paddleseg.cvlibs import manager
 from .layers import resize, spatial_size
 
 ClassSet = Literal["exact", "present"]
-UpsampleMode = Literal["bilinear", "vim"]
+UpsampleMode = Literal["bilinear", "vim", "none"]
 
 
 def valid_class_mask(logits: paddle.Tensor, class_set: ClassSet = "exact") -> paddle.Tensor:
@@ -104,8 +104,10 @@ class LogitsUpsample(nn.Layer):
 
     Args:
         num_classes: Number of classes of the logits.
-        mode: `"bilinear"` returns logits; `"vim"` returns int32 labels in eval mode (and
-            bilinear logits in training mode, so training is unchanged).
+        mode: `"bilinear"` returns logits; `"vim"` returns int32 labels in eval mode;
+            `"none"` returns the head-resolution logits in eval mode, for a runtime that
+            computes the labels itself (`seg_runtime.labelhead`, `--output_op exact`). In
+            training mode both return bilinear logits, so training is unchanged.
         class_set: VIM class set, see `valid_class_mask`.
         min_classes: Use VIM only when `num_classes >= min_classes` (0: always). Below the
             threshold the layer returns bilinear logits in eval mode too; the stock
@@ -122,11 +124,14 @@ class LogitsUpsample(nn.Layer):
         align_corners: bool = False,
     ) -> None:
         super().__init__()
-        if mode not in ("bilinear", "vim"):
-            raise ValueError(f"unknown upsample mode {mode!r}; expected 'bilinear' or 'vim'")
+        if mode not in ("bilinear", "vim", "none"):
+            raise ValueError(
+                f"unknown upsample mode {mode!r}; expected 'bilinear', 'vim' or 'none'"
+            )
         if class_set not in ("exact", "present"):
             raise ValueError(f"unknown class_set {class_set!r}; expected 'exact' or 'present'")
         self.use_vim = mode == "vim" and num_classes >= min_classes
+        self.passthrough = mode == "none"
         self.class_set = class_set
         self.align_corners = align_corners
 
@@ -136,8 +141,11 @@ class LogitsUpsample(nn.Layer):
             size: Output size (H, W).
 
         Returns:
-            Float logits (N, C, H, W), or int32 labels (N, 1, H, W) with VIM in eval mode.
+            Float logits (N, C, H, W); in eval mode, int32 labels (N, 1, H, W) with VIM, and
+            the input logits with `"none"`.
         """
+        if self.passthrough and not self.training:
+            return logits
         if self.use_vim and not self.training:
             return valid_class_interpolate(logits, size, self.class_set, self.align_corners)
         return resize(logits, size, self.align_corners)

@@ -7,11 +7,12 @@ import importlib.metadata
 import os
 import sys
 
+import cv2
 import numpy as np
 import paddle
 import pytest
 import yaml
-from seg_runtime import OrtRunner, PaddleRunner, load_deploy, to_labels
+from seg_runtime import OrtRunner, PaddleRunner, SegPredictor, load_deploy, to_labels
 
 from paddleseg_ext.config import ConfigError, build, load_config
 from paddleseg_ext.core.checkpoint import load_weights
@@ -184,6 +185,34 @@ def test_export_check_and_vim_switch(tmp_path, make_config, make_weights) -> Non
 
 
 @pytest.mark.slow
+def test_exact_export_gives_the_labels_of_the_full_head(tmp_path, make_config, make_weights):
+    """--output_op exact: low-resolution logits in the graph, labels made by the runtime,
+    equal to those of the argmax export (which upsamples in the graph) on both backends."""
+    config = make_config(TOPFORMER_TINY)
+    weights = make_weights(config, str(tmp_path / "model.pdparams"))
+    outs = {}
+    for op in ("argmax", "exact"):
+        outs[op] = str(tmp_path / op)
+        result = export(load_config(config, "val"), outs[op], model_path=weights,
+                        input_shape=[1, 3, 96, 128], output_op=op)  # fmt: skip
+        assert result.passed, result.checks
+    deploy = load_deploy(outs["exact"])
+    assert deploy["output_op"] == "exact" and deploy["align_corners"] is False
+    assert deploy["output_dtype"] == "float32"
+    logits = OrtRunner(os.path.join(outs["exact"], "model.onnx"))(
+        np.zeros([1, 3, 96, 128], np.float32)
+    )
+    assert logits.shape == (1, 6, 12, 16)  # the head's 1/8 resolution
+    rng = np.random.default_rng(3)
+    images = [cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (150, 110))
+              for _ in range(3)]  # fmt: skip
+    for backend in ("onnxruntime", "paddle"):
+        full, exact = (SegPredictor(outs[op], backend) for op in ("argmax", "exact"))
+        for image in images:
+            assert (full(image)[0] == exact(image)[0]).mean() >= 0.999, backend
+
+
+@pytest.mark.slow
 def test_softmax_export_logit_difference(tmp_path, make_config, make_weights) -> None:
     config = make_config(TOPFORMER_TINY)
     weights = make_weights(config, str(tmp_path / "model.pdparams"))
@@ -211,6 +240,7 @@ def test_polygraphy_autoinstall_disabled() -> None:
     "model, output_op, message",
     [
         (None, "vim", "FastSCNN has no VIM support"),
+        (None, "exact", "FastSCNN has no `upsample` layer to stop before"),
         ({**MOBILESEG_TINY_VIM}, "softmax", "softmax needs logits"),
         (None, "median", "unknown --output_op"),
     ],
@@ -229,6 +259,7 @@ def test_unsupported_output_op(model, output_op, message, tmp_path, make_config)
         ({"formats": "paddle,tflite"}, r"unknown export format\(s\) \['tflite'\]"),
         ({"formats": ""}, "unknown export format"),
         ({"formats": "onnx,lite", "output_op": "vim"}, "lite: --output_op vim cannot be converted"),
+        ({"formats": "lite", "output_op": "exact"}, "lite: --output_op exact is not converted"),
         ({"input_shape": [1, 3, 64]}, "needs 4 values"),
         ({"input_shape": [1, 1, 64, 64]}, "3-channel"),
         ({"input_shape": [1, 3, 0, 64]}, "positive or -1"),

@@ -111,7 +111,7 @@ def board(runtime_case, tmp_path_factory) -> dict:
     for name in sorted(os.listdir(images)):
         predictor = SegPredictor(os.path.join(root, "model"), "onnxruntime")
         reference[name] = predictor(read_image(os.path.join(images, name)))[0]
-    return {"root": root, "images": images, "reference": reference}
+    return {"root": root, "images": images, "reference": reference, "case": runtime_case}
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import numpy as np
 
 from .backends import create_runner
 from .files import load_deploy
+from .labelhead import exact_labels
 from .preprocess import Preprocessor, resize_to_input
 
 
@@ -81,6 +82,9 @@ class SegPredictor:
         self.input_shape = [int(v) for v in deploy["input_shape"]]
         self.batch = max(self.input_shape[0], 1)
         self.num_classes = int(deploy["num_classes"])
+        # ``--output_op exact``: low-resolution logits out, labels made here.
+        self.exact_head = deploy.get("output_op") == "exact"
+        self.align_corners = bool(deploy.get("align_corners", False))
         self.class_names = list(deploy.get("class_names") or range(self.num_classes))
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -98,17 +102,21 @@ class SegPredictor:
         """Segments one image.
 
         Returns:
-            ``(labels, latency_ms)``: int64 labels (H, W) at the image size, and the time of
-            the inference call alone.
+            ``(labels, latency_ms)``: int64 labels (H, W) at the image size, and the time
+            from the model input to its labels: the inference call, plus the exact label
+            head for an ``exact`` export (``seg_runtime.labelhead``).
         """
         chw, steps = self.preprocessor(image_bgr)
         size = chw.shape[1:]
         x = self._batch(chw)
         start = time.perf_counter()
         output = self.runner(x)
+        if self.exact_head:
+            labels = exact_labels(output[0], x.shape[2:], self.align_corners)
+        else:
+            # int32 for OpenCV's label resize; the graph's int32 labels are used as they are.
+            labels = to_labels(output[:1], np.int32)[0]
         latency = (time.perf_counter() - start) * 1000
-        # int32 for OpenCV's label resize; the graph's int32 labels are used as they are.
-        labels = to_labels(output[:1], np.int32)[0]
         # Undone last to first: the resize to the model input, then each transform's step.
         labels = Preprocessor.restore(labels, list(steps) + [("resize", size)])
         if self.postprocess is not None:

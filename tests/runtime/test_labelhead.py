@@ -1,0 +1,111 @@
+"""seg_runtime.labelhead: the labels of full bilinear upsampling + argmax, interpolated only
+where the four source pixels disagree, equal the full computation on real logits."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from seg_runtime import OrtRunner, SegPredictor, read_image
+from seg_runtime.labelhead import bilinear_taps, exact_labels, mixed_fraction, upsample_logits
+
+SIZES = [(96, 96), (97, 131), (360, 480), (5, 7)]
+
+
+@pytest.fixture(scope="module")
+def real_logits(board, tmp_path_factory) -> list:
+    """Head-resolution logits (6, 12, 12) of the board's images: the runtime case's model
+    exported with ``--output_op exact``, run by onnxruntime."""
+    pytest.importorskip("paddleseg_ext", reason="exporting the model needs the training side")
+    from paddleseg_ext.config import load_config
+    from paddleseg_ext.export import export
+
+    out = str(tmp_path_factory.mktemp("exact") / "export")
+    root = board["case"]
+    export(load_config(os.path.join(root, "model.yml"), "val"), out, output_op="exact",
+           model_path=os.path.join(root, "weights.pdparams"), input_shape=[1, 3, 96, 96],
+           formats="onnx", verify=False)  # fmt: skip
+    predictor = SegPredictor(out, "onnxruntime")
+    runner = OrtRunner(os.path.join(out, "model.onnx"))
+    return [
+        runner(predictor.preprocess(read_image(os.path.join(board["images"], name))))[0]
+        for name in sorted(os.listdir(board["images"]))
+    ]
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_equals_full_upsampling_on_real_logits(real_logits, align_corners):
+    assert len(real_logits) >= 3 and real_logits[0].shape == (6, 12, 12)
+    interpolated = []
+    for logits in real_logits:
+        for size in SIZES:
+            full = upsample_logits(logits, size, align_corners).argmax(axis=0)
+            assert np.array_equal(exact_labels(logits, size, align_corners), full), size
+            interpolated.append(mixed_fraction(logits, size, align_corners))
+    # The rule is exercised: some pixels interpolated, most copied.
+    assert 0 < np.mean(interpolated) < 0.9
+
+
+def test_ties_go_to_the_lower_class_as_argmax(real_logits):
+    logits = real_logits[0].copy()
+    top = logits.argmax(axis=0)
+    logits[4] = logits[1]  # class 4 ties class 1 everywhere
+    logits[2] = np.where(top == 0, logits[0], logits[2])  # class 2 ties class 0 where 0 wins
+    logits[:, :3, :3] = 0.5  # a block where every class ties
+    for size in SIZES:
+        labels = exact_labels(logits, size)
+        assert np.array_equal(labels, upsample_logits(logits, size).argmax(axis=0)), size
+        assert not (labels == 4).any()
+
+
+def test_matches_onnxruntime_resize_up_to_near_ties(real_logits):
+    """An independent implementation: onnxruntime's Resize (linear, half_pixel) + ArgMax. Any
+    pixel where it differs must be a near-tie of the two best classes."""
+    pytest.importorskip("onnx", reason="building the reference graph needs onnx")
+    from onnx import TensorProto, helper
+
+    size = (97, 131)
+    nodes = [
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["up"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("ArgMax", ["up"], ["y"], axis=1, keepdims=0),
+    ]  # fmt: skip
+    sizes = helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 6, *size])
+    graph = helper.make_graph(
+        nodes, "resize_argmax", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)], [sizes],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    runner = OrtRunner(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    differing = 0
+    for logits in real_logits:
+        ours = exact_labels(logits, size)
+        theirs = runner(logits[np.newaxis])[0]
+        full = np.sort(upsample_logits(logits, size), axis=0)
+        gap = full[-1] - full[-2]
+        assert (gap[ours != theirs] < 1e-5).all()
+        differing += int((ours != theirs).sum())
+    assert differing <= 1e-3 * len(real_logits) * size[0] * size[1]
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size_in, size_out", [(12, 96), (12, 97), (5, 3), (1, 4), (7, 7)])
+def test_taps_are_the_interpolation_matrix(size_in, size_out, align_corners):
+    """The taps against the export's interpolation matrices (paddleseg_ext.export)."""
+    pytest.importorskip("paddleseg_ext", reason="the reference matrices are the training side's")
+    from paddleseg_ext.export.onnx_optimize import interpolation_matrix
+
+    lo, hi, weight = bilinear_taps(size_in, size_out, align_corners)
+    matrix = np.zeros((size_out, size_in))
+    np.add.at(matrix, (np.arange(size_out), lo), 1 - weight.astype(np.float64))
+    np.add.at(matrix, (np.arange(size_out), hi), weight.astype(np.float64))
+    mode = "align_corners" if align_corners else "half_pixel"
+    np.testing.assert_allclose(matrix, interpolation_matrix(size_in, size_out, mode), atol=1e-6)
+
+
+def test_uniform_logits_interpolate_nothing():
+    logits = np.zeros((3, 4, 5), np.float32)
+    logits[2] = 1.0
+    assert mixed_fraction(logits, (40, 50)) == 0.0
+    assert (exact_labels(logits, (40, 50)) == 2).all()

@@ -88,3 +88,64 @@ def test_ranks_flag_errors(tiny_config, tmp_path):
     proc = subprocess.run([*base, "--ranks", "0"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "--ranks must be >= 1, got 0" in proc.stderr
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_like_one(tiny_config, tmp_path):
+    """Paddle's launcher across two "nodes" (two launchers on 127.0.0.1, one rank each, gloo)
+    ends with the weights of one node running two ranks (the same global batch)."""
+    common = [
+        str(REPO / "tools" / "train.py"), "--config", str(tiny_config), "--device", "cpu",
+        "--iters", "4", "--save_interval", "4",
+    ]  # fmt: skip
+    launch = [sys.executable, "-m", "paddle.distributed.launch"]
+    master = f"127.0.0.1:{_free_port()}"
+    nodes = [
+        subprocess.Popen(
+            [
+                *launch,
+                "--nnodes",
+                "2",
+                "--master",
+                master,
+                "--rank",
+                str(rank),
+                "--nproc_per_node",
+                "1",
+                "--log_dir",
+                str(tmp_path / f"log{rank}"),
+                *common,
+                "--save_dir",
+                str(tmp_path / f"node{rank}"),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    for rank, node in enumerate(nodes):
+        out, _ = node.communicate(timeout=600)
+        logs = "".join(p.read_text() for p in (tmp_path / f"log{rank}").glob("*") if p.is_file())
+        assert node.returncode == 0, out[-3000:] + logs[-3000:]
+    assert "batch 2 x 2 rank(s)" in "".join(
+        p.read_text() for p in (tmp_path / "log0").glob("*") if p.is_file()
+    )
+    single = [*launch, "--nproc_per_node", "2", "--log_dir", str(tmp_path / "log"), *common,
+              "--save_dir", str(tmp_path / "single")]  # fmt: skip
+    proc = subprocess.run(single, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    a = paddle.load(str(tmp_path / "node0" / "iter_4" / "model.pdparams"))
+    b = paddle.load(str(tmp_path / "single" / "iter_4" / "model.pdparams"))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), key)

@@ -7,7 +7,8 @@ Three exports of one model (``--work_dir``, reused when present):
   a banded MatMul interpolation + ArgMax (``export/onnx_optimize.py``);
 - ``plain``: the same graph with the label head left as paddle2onnx writes it (Resize +
   ArgMax); the Paddle program of both is the plain one;
-- ``exact``: ``--output_op exact``: head-resolution logits, labels made by the runtime.
+- ``exact``: ``--output_op exact``: head-resolution logits, labels made by the runtime;
+- ``vim`` (with ``--vim``): ``--output_op vim``, valid-class interpolation in the graph.
 
 For each backend (onnxruntime; Paddle Inference with ``--paddle``) the forms are timed
 against each other, interleaved run by run on real images: ``labels`` is the time from the
@@ -38,17 +39,19 @@ from paddleseg_ext.export import export
 from paddleseg_ext.export.onnx_optimize import optimize_onnx
 
 FORMS = ("banded", "plain", "exact")
+OUTPUT_OP = {"exact": "exact", "vim": "vim"}
 
 
 def make_exports(args: argparse.Namespace) -> dict[str, str]:
     """The three export folders under ``--work_dir`` (made when missing)."""
-    dirs = {form: os.path.join(args.work_dir, form) for form in FORMS}
+    forms = FORMS + (("vim",) if args.vim else ())
+    dirs = {form: os.path.join(args.work_dir, form) for form in forms}
     for form, out in dirs.items():
         if os.path.isfile(os.path.join(out, "deploy.yaml")):
             continue
         formats = ["onnx", "paddle"] if args.paddle and form != "plain" else ["onnx"]
         export(load_config(args.config, "val"), out, model_path=args.model_path,
-               input_shape=args.input_shape, output_op="exact" if form == "exact" else "argmax",
+               input_shape=args.input_shape, output_op=OUTPUT_OP.get(form, "argmax"),
                formats=formats, optimize_onnx=form != "plain", verify=False)  # fmt: skip
         if form == "plain":  # every other optimisation, the label head as written
             optimize_onnx(os.path.join(out, "model.onnx"), label_head=False)
@@ -57,7 +60,7 @@ def make_exports(args: argparse.Namespace) -> dict[str, str]:
 
 def measure(args: argparse.Namespace, backend: str, dirs: dict[str, str]) -> dict:
     """Times the forms on ``backend`` (Paddle Inference: one program for banded and plain)."""
-    forms = FORMS if backend == "onnxruntime" else ("banded", "exact")
+    forms = [f for f in dirs if backend == "onnxruntime" or f in ("banded", "exact", "vim")]
     images = [read_image(p) for p in list_images(args.images)[: args.max_images]]
     predictors = {f: SegPredictor(dirs[f], backend, args.threads) for f in forms}
     exact = predictors["exact"]
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max_images", type=int, default=8)
     parser.add_argument("--work_dir", default="/tmp/label_head")
     parser.add_argument("--paddle", action="store_true", help="Paddle Inference too")
+    parser.add_argument("--vim", action="store_true", help="Add the VIM export")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)

@@ -45,11 +45,6 @@ def check_lite(output_op: str) -> None:
         ConfigError: ``vim`` output op (opt 2.13rc0 crashes on its dynamic class subset), or
             no side environment / conversion script.
     """
-    if output_op == "exact":
-        raise ConfigError(
-            "--formats lite: --output_op exact is not converted for Paddle Lite yet; use "
-            "--output_op argmax"
-        )
     if output_op == "vim":
         raise ConfigError(
             "--formats lite: --output_op vim cannot be converted (Paddle Lite opt 2.13rc0 "

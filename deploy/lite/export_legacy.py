@@ -8,11 +8,12 @@ the legacy program format, which Paddle 3.x no longer writes for these models.
 python deploy/lite/export_legacy.py JOBS.json
 
 ``JOBS.json`` is a list of jobs, each a dict with ``config`` (YAML path), ``save_dir``,
-``input_shape`` (N, 3, H, W; -1 for dynamic), ``output_op`` (``argmax``, ``softmax`` or
-``none``), and optionally ``file`` (the ``.nb`` name, ``model.nb`` by default), ``weights``
-(a state dict of the config's model; random weights without it), ``check`` (compare the
-legacy program with the dygraph model on random values) and ``valid_targets`` (opt's
-target, ``arm`` by default; ``x86`` gives a ``.nb`` that runs on this machine). One JSON
+``input_shape`` (N, 3, H, W; -1 for dynamic), ``output_op`` (``argmax``, ``softmax``,
+``exact`` or ``none``), and optionally ``file`` (the ``.nb`` name, ``model.nb`` by
+default), ``weights`` (a state dict of the config's model; random weights without it),
+``check`` (compare the legacy program with the dygraph model on random values) and
+``valid_targets`` (opt's target, ``arm`` by default; ``x86`` gives a ``.nb`` that runs on
+this machine). One JSON
 line per job is printed to stdout: ``{"save_dir", "ok", "file", "label_agreement"}`` or
 ``{"save_dir", "ok": false, "error"}``. Exit status 1 when a job failed.
 
@@ -65,7 +66,7 @@ QUANT_OPS = ["conv2d", "depthwise_conv2d"]
 # Paddle Lite's PrecisionType values, as opt writes them into each op's kernel type.
 PRECISIONS = {1: "float", 2: "int8", 3: "int32", 4: "any", 5: "fp16", 6: "bool", 7: "int64"}
 KERNEL_TYPE_ATTR = "__@kernel_type_attr@__"
-LITE_OUTPUT_OPS = ("argmax", "softmax", "none")
+LITE_OUTPUT_OPS = ("argmax", "softmax", "none", "exact")
 
 
 def build_layer(job: dict) -> paddle.nn.Layer:
@@ -78,10 +79,12 @@ def build_layer(job: dict) -> paddle.nn.Layer:
         if set(state) != set(own):
             raise ValueError(f"{job['weights']} does not match the model of {job['config']}")
         model.set_state_dict(state)
+    output_op = job.get("output_op", "argmax")
     for layer in model.sublayers(include_self=True):
         if isinstance(layer, LogitsUpsample):
             layer.use_vim = False
-    output_op = job.get("output_op", "argmax")
+            # exact: the head-resolution logits; the device runtime makes the labels.
+            layer.passthrough = output_op == "exact"
     if output_op not in LITE_OUTPUT_OPS:
         raise ValueError(f"output op {output_op!r} cannot be converted; use {LITE_OUTPUT_OPS}")
     model.eval()

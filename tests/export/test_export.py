@@ -259,7 +259,6 @@ def test_unsupported_output_op(model, output_op, message, tmp_path, make_config)
         ({"formats": "paddle,tflite"}, r"unknown export format\(s\) \['tflite'\]"),
         ({"formats": ""}, "unknown export format"),
         ({"formats": "onnx,lite", "output_op": "vim"}, "lite: --output_op vim cannot be converted"),
-        ({"formats": "lite", "output_op": "exact"}, "lite: --output_op exact is not converted"),
         ({"input_shape": [1, 3, 64]}, "needs 4 values"),
         ({"input_shape": [1, 1, 64, 64]}, "3-channel"),
         ({"input_shape": [1, 3, 0, 64]}, "positive or -1"),

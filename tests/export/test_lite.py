@@ -135,6 +135,22 @@ TOPFORMER_TINY = {k: v for k, v in TOPFORMER_TINY_VIM.items() if k != "upsample"
 
 @pytest.mark.slow
 @needs_lite
+def test_export_lite_exact_label_head(tmp_path, make_config, make_weights) -> None:
+    """``--output_op exact`` converts for Paddle Lite: its program ends at the head's logits
+    (no resize or argmax), checked against the dygraph model by the side environment."""
+    config = make_config(TOPFORMER_TINY)
+    weights = make_weights(config, str(tmp_path / "model.pdparams"))
+    out = str(tmp_path / "out")
+    result = export(load_config(config, "val"), out, model_path=weights, output_op="exact",
+                    input_shape=[1, 3, LITE_SIDE, LITE_SIDE], formats="lite")  # fmt: skip
+    assert sorted(os.listdir(out)) == ["deploy.yaml", "model.nb"]
+    assert result.passed
+    deploy = load_deploy(out)
+    assert deploy["output_op"] == "exact" and deploy["output_dtype"] == "float32"
+
+
+@pytest.mark.slow
+@needs_lite
 def test_export_lite_int8_through_paddleslim(tmp_path, make_config, make_weights) -> None:
     """``--formats lite --quantize int8``: model_int8.nb with int8 convolutions."""
     from helpers import load_tool  # noqa: PLC0415

@@ -29,6 +29,7 @@ import json
 import os
 
 import numpy as np
+import paddle
 from seg_runtime import SegPredictor, list_images, read_image, summarize_ms
 from seg_runtime.labelhead import exact_labels, mixed_fraction
 from seg_runtime.machine import describe_machine
@@ -50,6 +51,7 @@ def make_exports(args: argparse.Namespace) -> dict[str, str]:
         if os.path.isfile(os.path.join(out, "deploy.yaml")):
             continue
         formats = ["onnx", "paddle"] if args.paddle and form != "plain" else ["onnx"]
+        paddle.seed(0)  # without --model_path, every form gets the same random weights
         export(load_config(args.config, "val"), out, model_path=args.model_path,
                input_shape=args.input_shape, output_op=OUTPUT_OP.get(form, "argmax"),
                formats=formats, optimize_onnx=form != "plain", verify=False)  # fmt: skip

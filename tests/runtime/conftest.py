@@ -114,6 +114,21 @@ def board(runtime_case, tmp_path_factory) -> dict:
     return {"root": root, "images": images, "reference": reference, "case": runtime_case}
 
 
+@pytest.fixture(scope="session")
+def exact_export(board, tmp_path_factory) -> str:
+    """The board's model exported with ``--output_op exact`` (head-resolution logits)."""
+    pytest.importorskip("paddleseg_ext", reason="exporting the model needs the training side")
+    from paddleseg_ext.config import load_config
+    from paddleseg_ext.export import export
+
+    out = str(tmp_path_factory.mktemp("exact") / "export")
+    case = board["case"]
+    export(load_config(os.path.join(case, "model.yml"), "val"), out, output_op="exact",
+           model_path=os.path.join(case, "weights.pdparams"), input_shape=[1, 3, 96, 96],
+           formats="onnx", verify=False)  # fmt: skip
+    return out
+
+
 @pytest.fixture
 def changing_solution(board, tmp_path) -> tuple:
     """``(solution.pyz, expected labels)``: the board's export packaged with post-processing

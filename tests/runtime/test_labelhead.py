@@ -14,20 +14,10 @@ SIZES = [(96, 96), (97, 131), (360, 480), (5, 7)]
 
 
 @pytest.fixture(scope="module")
-def real_logits(board, tmp_path_factory) -> list:
-    """Head-resolution logits (6, 12, 12) of the board's images: the runtime case's model
-    exported with ``--output_op exact``, run by onnxruntime."""
-    pytest.importorskip("paddleseg_ext", reason="exporting the model needs the training side")
-    from paddleseg_ext.config import load_config
-    from paddleseg_ext.export import export
-
-    out = str(tmp_path_factory.mktemp("exact") / "export")
-    root = board["case"]
-    export(load_config(os.path.join(root, "model.yml"), "val"), out, output_op="exact",
-           model_path=os.path.join(root, "weights.pdparams"), input_shape=[1, 3, 96, 96],
-           formats="onnx", verify=False)  # fmt: skip
-    predictor = SegPredictor(out, "onnxruntime")
-    runner = OrtRunner(os.path.join(out, "model.onnx"))
+def real_logits(board, exact_export) -> list:
+    """Head-resolution logits (6, 12, 12) of the board's images, run by onnxruntime."""
+    predictor = SegPredictor(exact_export, "onnxruntime")
+    runner = OrtRunner(os.path.join(exact_export, "model.onnx"))
     return [
         runner(predictor.preprocess(read_image(os.path.join(board["images"], name))))[0]
         for name in sorted(os.listdir(board["images"]))

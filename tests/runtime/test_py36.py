@@ -12,7 +12,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import REPO, RUNTIME_DIR, read_labels
+from helpers import MIN_AGREEMENT, REPO, RUNTIME_DIR, read_labels
+from seg_runtime.solution import build_solution
 
 PY36 = REPO / ".venv-py36" / "bin" / "python"
 needs_py36 = pytest.mark.skipif(
@@ -58,6 +59,19 @@ def test_solution_on_python_3_6(changing_solution, board, tmp_path):
     assert set(labels) == set(expected)
     for name, want in expected.items():
         assert np.array_equal(labels[name], want), name
+
+
+@needs_py36
+def test_exact_label_head_solution_on_python_3_6(exact_export, board, tmp_path):
+    """A solution of an ``--output_op exact`` export: the labels come from the runtime's
+    exact head under Python 3.6 and agree with the in-graph head's as any two exports must."""
+    pyz = tmp_path / "solution.pyz"
+    build_solution(exact_export, str(pyz))
+    py36(str(pyz), "-i", board["images"], "-o", str(tmp_path / "out"), cwd=str(tmp_path))
+    labels = read_labels(str(tmp_path / "out"))
+    assert set(labels) == set(board["reference"])
+    for name, want in board["reference"].items():
+        assert (labels[name] == want).mean() >= MIN_AGREEMENT, name
 
 
 @needs_py36

@@ -85,6 +85,7 @@ class SegPredictor:
         # ``--output_op exact``: low-resolution logits out, labels made here.
         self.exact_head = deploy.get("output_op") == "exact"
         self.align_corners = bool(deploy.get("align_corners", False))
+        self.forward_ms = 0.0  # the last call's inference alone
         self.class_names = list(deploy.get("class_names") or range(self.num_classes))
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -104,13 +105,15 @@ class SegPredictor:
         Returns:
             ``(labels, latency_ms)``: int64 labels (H, W) at the image size, and the time
             from the model input to its labels: the inference call, plus the exact label
-            head for an ``exact`` export (``seg_runtime.labelhead``).
+            head for an ``exact`` export (``seg_runtime.labelhead``). The inference call
+            alone is left in ``forward_ms``.
         """
         chw, steps = self.preprocessor(image_bgr)
         size = chw.shape[1:]
         x = self._batch(chw)
         start = time.perf_counter()
         output = self.runner(x)
+        self.forward_ms = (time.perf_counter() - start) * 1000
         if self.exact_head:
             labels = exact_labels(output[0], x.shape[2:], self.align_corners)
         else:

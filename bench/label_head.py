@@ -15,6 +15,7 @@ against each other, interleaved run by run on real images: ``labels`` is the tim
 model input to the labels at the input size (the runner, plus ``exact_labels`` for
 ``exact``), ``head`` the time of ``exact_labels`` alone. The labels of ``exact`` are compared
 with those of ``banded``, and the boundary fraction is the share of pixels it interpolates.
+``--exactness`` instead checks every image of ``--images`` against full upsampling + argmax.
 
     python bench/label_head.py --config configs/camvid/topformer_tiny_camvid.yml \\
         --model_path output/camvid_tiny/iter_800/model.pdparams --input_shape 1 3 384 480 \\
@@ -31,7 +32,7 @@ import os
 import numpy as np
 import paddle
 from seg_runtime import SegPredictor, list_images, read_image, summarize_ms
-from seg_runtime.labelhead import exact_labels, mixed_fraction
+from seg_runtime.labelhead import exact_labels, mixed_fraction, upsample_logits
 from seg_runtime.machine import describe_machine
 from seg_runtime.timing import time_interleaved
 
@@ -110,6 +111,35 @@ def measure(args: argparse.Namespace, backend: str, dirs: dict[str, str]) -> dic
     return result
 
 
+def exactness(args: argparse.Namespace, dirs: dict[str, str]) -> dict:
+    """Every image of ``--images``: the exact head's labels against full upsampling + argmax
+    in NumPy (equality expected) and against the banded in-graph head (onnxruntime)."""
+    exact = SegPredictor(dirs["exact"], "onnxruntime", args.threads)
+    banded = SegPredictor(dirs["banded"], "onnxruntime", args.threads)
+    size, align = exact.input_shape[2:], exact.align_corners
+    equal, agreement, fraction = 0, [], []
+    paths = list_images(args.images)
+    for path in paths:
+        x = exact.preprocess(read_image(path))
+        logits = exact.runner(x)[0]
+        labels = exact_labels(logits, size, align)
+        equal += bool(np.array_equal(labels, upsample_logits(logits, size, align).argmax(0)))
+        agreement.append(float((labels == banded.runner(x).reshape(size)).mean()))
+        fraction.append(mixed_fraction(logits, size, align))
+    result = {
+        "images": len(paths),
+        "equal_to_full_upsampling": equal,
+        "agreement_with_banded_min": min(agreement),
+        "agreement_with_banded_mean": float(np.mean(agreement)),
+        "boundary_fraction_mean": float(np.mean(fraction)),
+    }
+    print(f"\nexactness on {len(paths)} images: {equal} equal to full upsampling + argmax; "
+          f"against the banded head {100 * min(agreement):.4f}% (worst image), "
+          f"{100 * np.mean(agreement):.4f}% (mean); boundary fraction "
+          f"{np.mean(fraction):.4f}")  # fmt: skip
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -120,12 +150,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work_dir", default="/tmp/label_head")
     parser.add_argument("--paddle", action="store_true", help="Paddle Inference too")
     parser.add_argument("--vim", action="store_true", help="Add the VIM export")
+    parser.add_argument(
+        "--exactness", action="store_true", help="Check every image of --images, time nothing"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", help="Write the results here")
     args = parser.parse_args(argv)
     dirs = make_exports(args)
+    if args.exactness:
+        return exactness(args, dirs)
     backends = ["onnxruntime"] + (["paddle"] if args.paddle else [])
     results = {b: measure(args, b, dirs) for b in backends}
     if args.json:

@@ -42,7 +42,8 @@ from paddleseg.cvlibs import manager
 from .layers import resize, spatial_size
 
 ClassSet = Literal["exact", "present"]
-UpsampleMode = Literal["bilinear", "vim", "none"]
+# A segmentor's `upsample` in a config; LogitsUpsample also takes "none" (export only).
+UpsampleMode = Literal["bilinear", "vim"]
 
 
 def valid_class_mask(logits: paddle.Tensor, class_set: ClassSet = "exact") -> paddle.Tensor:
@@ -118,7 +119,7 @@ class LogitsUpsample(nn.Layer):
     def __init__(
         self,
         num_classes: int,
-        mode: UpsampleMode = "bilinear",
+        mode: UpsampleMode | Literal["none"] = "bilinear",
         class_set: ClassSet = "exact",
         min_classes: int = 0,
         align_corners: bool = False,

@@ -25,7 +25,6 @@ with those of ``banded``, and the boundary fraction is the share of pixels it in
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 
@@ -76,21 +75,12 @@ def measure(args: argparse.Namespace, backend: str, dirs: dict[str, str]) -> dic
         float((exact_labels(lg, size, align) == labels).mean())
         for lg, labels in zip(logits, banded, strict=True)
     ]
-    turn = itertools.cycle(range(len(inputs)))
-    index = {"i": 0}
-
-    def next_input() -> int:
-        return index["i"]
-
     calls = {f: predictors[f].runner for f in forms if f != "exact"}
     calls["exact"] = lambda x: exact_labels(exact.runner(x)[0], size, align)
-    runs = {name: (lambda c=call: c(inputs[next_input()])) for name, call in calls.items()}
-    runs["head"] = lambda: exact_labels(logits[next_input()], size, align)
-
-    def advance() -> None:
-        index["i"] = next(turn)
-
-    runs["_next"] = advance  # the forms take turns on one image, then the next image
+    current = [0]  # the image the forms take turns on; "_next" moves on to the next one
+    runs = {name: (lambda c=call: c(inputs[current[0]])) for name, call in calls.items()}
+    runs["head"] = lambda: exact_labels(logits[current[0]], size, align)
+    runs["_next"] = lambda: current.__setitem__(0, (current[0] + 1) % len(inputs))
     times = time_interleaved(runs, args.warmup, args.repeats)
     del times["_next"]
     result = {

@@ -394,6 +394,12 @@ def _closest(word: str, names: Sequence[str], n: int = 3) -> list[str]:
     return found[:n]
 
 
+def _suggest(word: str, names: Sequence[str]) -> str:
+    """``closest: ...`` of ``names`` like ``word``, else ``accepted: <all of names>``."""
+    closest = _closest(str(word), names)
+    return f"closest: {', '.join(closest)}" if closest else f"accepted: {', '.join(names)}"
+
+
 def _unknown_name(name: str, path: str, slot: Slot) -> ConfigError:
     names = slot.names()
     closest = _closest(name, names)
@@ -468,11 +474,7 @@ def check_component(
         sub = f"{path}.{key}"
         param = accepted.get(key)
         if param is None and not sig.open:
-            closest = _closest(key, list(accepted))
-            known = (
-                f"closest: {', '.join(closest)}" if closest else f"accepted: {', '.join(accepted)}"
-            )
-            raise ConfigError(f"{sub}: unexpected key for {owner}; {known}")
+            raise ConfigError(f"{sub}: unexpected key for {owner}; {_suggest(key, list(accepted))}")
         child, shape = _nested(slot, key)
         if value is not None and shape == "one" and not _is_component(value):
             raise ConfigError(
@@ -541,9 +543,7 @@ def _check_loss(cfg: Mapping[str, Any], key: str) -> None:
         raise ConfigError(f"{key}: expected a mapping with types and coef, got {_show(section)}")
     for name in section:
         if name not in ("types", "coef"):
-            closest = _closest(name, ["types", "coef"])
-            hint = f"closest: {closest[0]}" if closest else "accepted: types, coef"
-            raise ConfigError(f"{key}.{name}: unexpected key; {hint}")
+            raise ConfigError(f"{key}.{name}: unexpected key; {_suggest(name, ['types', 'coef'])}")
     for name in ("types", "coef"):
         if name not in section:
             raise ConfigError(f"{key}.{name}: missing (loss types and one weight per type)")
@@ -652,13 +652,9 @@ POSTPROCESS_PARAMS = {"stats": (STR,), "factor": (FLOAT,), "background": (INT,)}
 def _check_sections(cfg: Mapping[str, Any]) -> None:
     for key in cfg:
         if key not in SECTIONS:
-            closest = _closest(str(key), sorted(SECTIONS))
-            hint = (
-                f"closest: {', '.join(closest)}"
-                if closest
-                else f"known: {', '.join(sorted(SECTIONS))}"
+            raise ConfigError(
+                f"{key}: unknown top-level section; {_suggest(key, sorted(SECTIONS))}"
             )
-            raise ConfigError(f"{key}: unknown top-level section; {hint}")
 
 
 def check_postprocess(section: object) -> None:
@@ -668,12 +664,7 @@ def check_postprocess(section: object) -> None:
         raise ConfigError("postprocess: expected a mapping with stats, factor, background")
     for key, value in section.items():
         if key not in POSTPROCESS_PARAMS:
-            closest = _closest(str(key), list(POSTPROCESS_PARAMS))
-            hint = (
-                f"closest: {', '.join(closest)}"
-                if closest
-                else "allowed: stats, factor, background"
-            )
+            hint = _suggest(key, list(POSTPROCESS_PARAMS))
             raise ConfigError(f"postprocess.{key}: unexpected key; {hint}")
         check_value(value, POSTPROCESS_PARAMS[key], f"postprocess.{key}")
 

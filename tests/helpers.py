@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,10 +25,18 @@ BLOCKER = REPO / "tests" / "runtime" / "blocker"
 MIN_AGREEMENT = 0.999
 
 
+def run_device_python(python, *args: str, cwd) -> subprocess.CompletedProcess:
+    """Runs ``python *args`` in ``cwd`` (a device interpreter: the emulated board, CPython
+    3.6) with no ``PYTHON*`` variable of this one; asserts it succeeded."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def read_labels(folder) -> dict:
     """``{relative path: uint8 array}`` of the label PNGs under ``folder``."""
-    import os  # noqa: PLC0415
-
     import cv2  # noqa: PLC0415
 
     labels = {}

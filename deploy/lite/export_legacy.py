@@ -83,8 +83,7 @@ def build_layer(job: dict) -> paddle.nn.Layer:
     for layer in model.sublayers(include_self=True):
         if isinstance(layer, LogitsUpsample):
             layer.use_vim = False
-            # exact: the head-resolution logits; the device runtime makes the labels.
-            layer.passthrough = output_op == "exact"
+            layer.passthrough = output_op == "exact"  # as graph.prepare_model does
     if output_op not in LITE_OUTPUT_OPS:
         raise ValueError(f"output op {output_op!r} cannot be converted; use {LITE_OUTPUT_OPS}")
     model.eval()

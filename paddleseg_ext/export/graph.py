@@ -110,7 +110,7 @@ def prepare_model(model: nn.Layer, output_op: str, num_classes: int) -> nn.Layer
                 f"--output_op exact: {type(model).__name__} has no `upsample` layer to stop "
                 "before (TopFormerSeg and MobileSegExt have one); use --output_op argmax"
             )
-        model.upsample = LogitsUpsample(num_classes, "none", align_corners=upsample.align_corners)
+        upsample.use_vim, upsample.passthrough = False, True
         return model
     if output_op != "vim" or labels:
         return model

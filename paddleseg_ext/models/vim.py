@@ -42,7 +42,6 @@ from paddleseg.cvlibs import manager
 from .layers import resize, spatial_size
 
 ClassSet = Literal["exact", "present"]
-# A segmentor's `upsample` in a config; LogitsUpsample also takes "none" (export only).
 UpsampleMode = Literal["bilinear", "vim"]
 
 
@@ -105,34 +104,35 @@ class LogitsUpsample(nn.Layer):
 
     Args:
         num_classes: Number of classes of the logits.
-        mode: `"bilinear"` returns logits; `"vim"` returns int32 labels in eval mode;
-            `"none"` returns the head-resolution logits in eval mode, for a runtime that
-            computes the labels itself (`seg_runtime.labelhead`, `--output_op exact`). In
-            training mode both return bilinear logits, so training is unchanged.
+        mode: `"bilinear"` returns logits; `"vim"` returns int32 labels in eval mode (and
+            bilinear logits in training mode, so training is unchanged).
         class_set: VIM class set, see `valid_class_mask`.
         min_classes: Use VIM only when `num_classes >= min_classes` (0: always). Below the
             threshold the layer returns bilinear logits in eval mode too; the stock
             implementation applies a hidden threshold of 30, here it is explicit.
         align_corners: Bilinear `align_corners`.
+
+    Attributes:
+        passthrough: Set by the export for `--output_op exact`: in eval mode the layer
+            returns the head-resolution logits unchanged, for a runtime that makes the
+            labels itself (`seg_runtime.labelhead`).
     """
 
     def __init__(
         self,
         num_classes: int,
-        mode: UpsampleMode | Literal["none"] = "bilinear",
+        mode: UpsampleMode = "bilinear",
         class_set: ClassSet = "exact",
         min_classes: int = 0,
         align_corners: bool = False,
     ) -> None:
         super().__init__()
-        if mode not in ("bilinear", "vim", "none"):
-            raise ValueError(
-                f"unknown upsample mode {mode!r}; expected 'bilinear', 'vim' or 'none'"
-            )
+        if mode not in ("bilinear", "vim"):
+            raise ValueError(f"unknown upsample mode {mode!r}; expected 'bilinear' or 'vim'")
         if class_set not in ("exact", "present"):
             raise ValueError(f"unknown class_set {class_set!r}; expected 'exact' or 'present'")
         self.use_vim = mode == "vim" and num_classes >= min_classes
-        self.passthrough = mode == "none"
+        self.passthrough = False
         self.class_set = class_set
         self.align_corners = align_corners
 
@@ -143,7 +143,7 @@ class LogitsUpsample(nn.Layer):
 
         Returns:
             Float logits (N, C, H, W); in eval mode, int32 labels (N, 1, H, W) with VIM, and
-            the input logits with `"none"`.
+            the input logits with `passthrough`.
         """
         if self.passthrough and not self.training:
             return logits

@@ -15,7 +15,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import REPO, read_labels
+from helpers import REPO, read_labels, run_device_python
 
 ARM_ENV = REPO / ".arm-env"
 INSTALLED = ARM_ENV / ".installed"
@@ -51,13 +51,7 @@ faulty_ort_versions = over_versions(
 
 
 def arm(version: str, *args: str, cwd: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        [str(ARM_ENV / "bin" / f"python-ort-{version}"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return run_device_python(ARM_ENV / "bin" / f"python-ort-{version}", *args, cwd=cwd)
 
 
 def check_note(version: str, stderr: str) -> None:

@@ -12,7 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import MIN_AGREEMENT, REPO, RUNTIME_DIR, read_labels
+from helpers import MIN_AGREEMENT, REPO, RUNTIME_DIR, read_labels, run_device_python
 from seg_runtime.solution import build_solution
 
 PY36 = REPO / ".venv-py36" / "bin" / "python"
@@ -28,11 +28,7 @@ NANO_FILES = sorted(
 
 
 def py36(*args: str, cwd: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run([str(PY36), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return run_device_python(PY36, *args, cwd=cwd)
 
 
 def test_nano_files_keep_to_python_3_6():

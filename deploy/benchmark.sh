@@ -3,16 +3,18 @@
 # (init, first, min, max, avg in ms) after a "machine:" line (architecture, CPU, cores,
 # runtime and version), and appended to a results file with the same facts.
 #
-#   bash deploy/benchmark.sh MODEL_DIR [--backend paddle|onnxruntime|lite|tensorrt]
+#   bash deploy/benchmark.sh MODEL_DIR [--backend paddle|onnxruntime|lite|tensorrt|trtexec]
 #        [--threads N] [--warmup 20] [--repeats 50] [--input_shape 1,3,H,W]
 #        [--out results.txt] [--benchmark_bin PATH] [--lite_backend arm|x86|opencl]
-#        [--trtexec PATH]
+#        [--trtexec PATH] [--save_engine FILE]
 #
-# paddle / onnxruntime: deploy/python/benchmark.py (no PaddleSeg needed; Paddle only for
-#   the paddle backend) under $PYTHON, else .venv/bin/python of this repository, else python3.
+# paddle / onnxruntime / tensorrt: deploy/python/benchmark.py (no PaddleSeg needed; Paddle
+#   only for the paddle backend; tensorrt: seg_runtime's engine, built from model.onnx and
+#   cached beside it) under $PYTHON, else .venv/bin/python of this repository, else python3.
 # lite: Paddle Lite's benchmark_bin (--benchmark_bin PATH) on MODEL_DIR/*.nb; without it,
 #   deploy/python/benchmark.py with the paddlelite Python API ($PYTHON, else .venv-lite).
-# tensorrt: runs trtexec (--trtexec PATH or on PATH) on MODEL_DIR/model.onnx.
+# trtexec: runs TensorRT's trtexec (--trtexec PATH or on PATH) on MODEL_DIR/model.onnx;
+#   --save_engine FILE keeps the engine it builds (run it with --trt_engine FILE).
 set -euo pipefail
 
 usage() {
@@ -37,6 +39,7 @@ OUT=""
 BENCHMARK_BIN=""
 LITE_BACKEND=arm
 TRTEXEC=""
+SAVE_ENGINE=""
 while [[ $# -gt 0 ]]; do
     [[ $# -ge 2 ]] || fail "option $1 needs a value"
     case "$1" in
@@ -49,6 +52,7 @@ while [[ $# -gt 0 ]]; do
         --benchmark_bin) BENCHMARK_BIN=$2 ;;
         --lite_backend) LITE_BACKEND=$2 ;;
         --trtexec) TRTEXEC=$2 ;;
+        --save_engine) SAVE_ENGINE=$2 ;;
         *) fail "unknown option $1 (see --help)" ;;
     esac
     shift 2
@@ -102,7 +106,7 @@ python_bench() {
 }
 
 case "$BACKEND" in
-    paddle | onnxruntime) python_bench ;;
+    paddle | onnxruntime | tensorrt) python_bench ;;
     lite)
         if [[ -z "$BENCHMARK_BIN" ]]; then
             python_bench # Paddle Lite's Python API (paddlelite), on this machine's .nb
@@ -125,21 +129,23 @@ case "$BACKEND" in
             } | tee "$LOG"
         fi
         ;;
-    tensorrt)
+    trtexec)
         if [[ -z "$TRTEXEC" ]]; then
             TRTEXEC=$(command -v trtexec || true)
         fi
         [[ -n "$TRTEXEC" && -x "$TRTEXEC" ]] ||
-            fail "--backend tensorrt needs trtexec: install TensorRT (JetPack on Jetson) and" \
+            fail "--backend trtexec needs trtexec: install TensorRT (JetPack on Jetson) and" \
                 "put trtexec on PATH or pass --trtexec PATH"
         [[ -f "$MODEL_DIR/model.onnx" ]] ||
             fail "no model.onnx in $MODEL_DIR (export with --formats onnx)"
         [[ -n "$INPUT_SHAPE" ]] || INPUT_SHAPE=$(deploy_shape)
         shape_x=${INPUT_SHAPE//,/x}
-        echo "model: $MODEL_DIR/model.onnx  backend: tensorrt"
+        echo "model: $MODEL_DIR/model.onnx  backend: trtexec"
         echo "input_shape: $INPUT_SHAPE  warmup: $WARMUP  repeats: $REPEATS" | tee "$LOG.shape"
-        "$TRTEXEC" --onnx="$MODEL_DIR/model.onnx" --shapes="x:$shape_x" \
-            --warmUp="$WARMUP" --iterations="$REPEATS" --avgRuns=1 >"$LOG.trt" 2>&1 ||
+        trt_args=(--onnx="$MODEL_DIR/model.onnx" --shapes="x:$shape_x" --warmUp="$WARMUP"
+            --iterations="$REPEATS" --avgRuns=1)
+        [[ -n "$SAVE_ENGINE" ]] && trt_args+=(--saveEngine="$SAVE_ENGINE")
+        "$TRTEXEC" "${trt_args[@]}" >"$LOG.trt" 2>&1 ||
             { cat "$LOG.trt" >&2; rm -f "$LOG.trt"; fail "trtexec failed"; }
         # trtexec: "Latency: min = a ms, max = b ms, mean = c ms, median = ..." (per query).
         latency=$(grep -E 'Latency: min = ' "$LOG.trt" | tail -n 1)
@@ -161,7 +167,7 @@ case "$BACKEND" in
         rm -f "$LOG.shape" "$LOG.machine"
         tail -n 7 "$LOG"
         ;;
-    *) fail "unknown backend $BACKEND; choose paddle, onnxruntime, lite or tensorrt" ;;
+    *) fail "unknown backend $BACKEND; choose paddle, onnxruntime, lite, tensorrt or trtexec" ;;
 esac
 
 value() {

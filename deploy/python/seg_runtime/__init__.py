@@ -1,10 +1,10 @@
 """Runtime for exported segmentation models, without PaddlePaddle or PaddleSeg.
 
 This folder runs on a board (Jetson, phone, any Python >= 3.6; the web demo needs 3.8) next
-to an export directory:
-it imports only the standard library, NumPy, OpenCV and PyYAML, plus the one backend in use,
-imported when a runner is created: onnxruntime, Paddle Inference (``paddle.inference``) or
-Paddle Lite (``paddlelite.lite``). Everything it needs comes from the export's
+to an export directory: it imports only the standard library, NumPy, OpenCV and PyYAML,
+plus the one backend in use, imported when a runner is created: onnxruntime, Paddle
+Inference (``paddle.inference``), Paddle Lite (``paddlelite.lite``) or TensorRT (with
+PyTorch or cuda-python for its buffers). Everything it needs comes from the export's
 ``deploy.yaml``. The training side (``paddleseg_ext``) imports this package, never the
 reverse.
 """

@@ -1,8 +1,9 @@
 """Inference backends behind one interface: ``runner(x) -> first output`` on NCHW float32.
 
 Each backend's package is imported when its runner is created, so a board needs only the
-one it uses: onnxruntime, Paddle Inference (``paddle.inference``) or Paddle Lite
-(``paddlelite.lite``, the ``.nb`` files made by ``--formats lite``).
+one it uses: onnxruntime, Paddle Inference (``paddle.inference``), Paddle Lite
+(``paddlelite.lite``, the ``.nb`` files made by ``--formats lite``) or TensorRT (an engine
+built from the ONNX model, ``tensorrt_engine.py``).
 
 Paddle Inference on CPU runs oneDNN's fused convolutions and matrix products but not its
 op-by-op placement: Paddle 3.3.1's ``onednn_placement_pass`` moves ``bilinear_interp`` to
@@ -26,7 +27,7 @@ import numpy as np
 
 from .files import load_deploy
 
-BACKENDS = ("onnxruntime", "paddle", "lite")
+BACKENDS = ("onnxruntime", "paddle", "lite", "tensorrt")
 # Tried in this order when available; CPU always is.
 ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 # onnxruntime's intra-op threads spin-wait for work after each parallel section by default.
@@ -214,6 +215,9 @@ def create_runner(
     use_gpu: bool = False,
     providers: Optional[Sequence[str]] = None,
     int8: bool = False,
+    trt_precision: str = "auto",
+    trt_engine: Optional[str] = None,
+    trt_calib_dir: Optional[str] = None,
 ):
     """Opens the exported model in ``model_dir`` with ``backend``.
 
@@ -224,6 +228,9 @@ def create_runner(
         use_gpu: Paddle Inference on GPU.
         providers: onnxruntime execution providers (None: best available).
         int8: Paddle Lite: run ``lite_int8_model`` instead of ``lite_model``.
+        trt_precision: TensorRT: ``auto``, ``fp32``, ``fp16`` or ``int8``.
+        trt_engine: TensorRT: a prebuilt engine file to try first.
+        trt_calib_dir: TensorRT INT8: a folder of calibration images.
 
     Raises:
         ValueError: Unknown backend, or the directory lacks that backend's files.
@@ -239,10 +246,22 @@ def create_runner(
             threads,
             use_gpu,
         )
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "tensorrt"):
         if not deploy.get("onnx_model"):
             raise ValueError(f"{model_dir}: no ONNX model (export with --formats onnx)")
-        return OrtRunner(os.path.join(model_dir, deploy["onnx_model"]), threads, providers)
+        onnx = os.path.join(model_dir, deploy.get("onnx_float_model") or deploy["onnx_model"])
+        if backend == "onnxruntime":
+            return OrtRunner(os.path.join(model_dir, deploy["onnx_model"]), threads, providers)
+        from .tensorrt_engine import TrtRunner, calibration_batches
+
+        calib = None
+        if trt_precision == "int8":
+            if not trt_calib_dir:
+                raise ValueError("--trt_precision int8 needs --trt_calib_dir IMAGE_DIR")
+            calib = calibration_batches(deploy, trt_calib_dir)
+        return TrtRunner(
+            onnx, deploy["input_shape"], trt_precision, engine=trt_engine, calib_batches=calib
+        )
     if backend == "lite":
         key = "lite_int8_model" if int8 else "lite_model"
         if not deploy.get(key):

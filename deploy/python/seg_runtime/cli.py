@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from .backends import BACKENDS
 from .postprocess import MIN_SIZE_FACTOR, PostProcessor
+from .tensorrt_engine import PRECISIONS
 
 # Bad input (a missing file, a malformed deploy.yaml, a backend that is not installed).
 INPUT_ERRORS = (FileNotFoundError, ValueError, ImportError)
@@ -22,8 +23,8 @@ def run(main: Callable[[], object]) -> None:
 
 
 def add_backend_args(parser: argparse.ArgumentParser, *, gpu: bool = True, int8: bool = True):
-    """``--backend``, ``--threads``, ``--cpu_only`` and, where the script can use them,
-    ``--use_gpu`` (Paddle Inference) and ``--int8`` (Paddle Lite)."""
+    """``--backend``, ``--threads``, ``--cpu_only``, the TensorRT engine flags and, where the
+    script can use them, ``--use_gpu`` (Paddle Inference) and ``--int8`` (Paddle Lite)."""
     group = parser.add_argument_group("backend")
     group.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="Runtime")
     group.add_argument("--threads", type=int, default=1, help="CPU threads")
@@ -34,6 +35,17 @@ def add_backend_args(parser: argparse.ArgumentParser, *, gpu: bool = True, int8:
         group.add_argument("--use_gpu", action="store_true", help="Paddle Inference on GPU")
     if int8:
         group.add_argument("--int8", action="store_true", help="Paddle Lite: the INT8 model")
+    group.add_argument(
+        "--trt_precision", choices=PRECISIONS, default="auto",
+        help="TensorRT engine precision (auto: FP16 where the GPU has it, else FP32)",
+    )  # fmt: skip
+    group.add_argument(
+        "--trt_engine", metavar="FILE",
+        help="TensorRT: a prebuilt engine, rebuilt from the ONNX model if unusable here",
+    )  # fmt: skip
+    group.add_argument(
+        "--trt_calib_dir", metavar="IMAGE_DIR", help="TensorRT INT8: calibration images"
+    )
 
 
 def backend_options(args: argparse.Namespace) -> dict:
@@ -42,6 +54,9 @@ def backend_options(args: argparse.Namespace) -> dict:
         "backend": args.backend,
         "threads": args.threads,
         "providers": ["CPUExecutionProvider"] if args.cpu_only else None,
+        "trt_precision": args.trt_precision,
+        "trt_engine": args.trt_engine,
+        "trt_calib_dir": args.trt_calib_dir,
     }
     for flag in ("use_gpu", "int8"):
         if hasattr(args, flag):

@@ -64,7 +64,12 @@ def describe_machine(runner=None) -> str:
     if runner is None:
         return text
     name = getattr(runner, "name", type(runner).__name__)
-    module = {"onnxruntime": "onnxruntime", "paddle": "paddle", "lite": "paddlelite"}.get(name)
+    module = {
+        "onnxruntime": "onnxruntime",
+        "paddle": "paddle",
+        "lite": "paddlelite",
+        "tensorrt": "tensorrt",
+    }.get(name)
     version = ""
     if module:
         try:

@@ -1,7 +1,7 @@
 """Segmentation of BGR images with an exported model: preprocess, run, labels."""
 
 import time
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -37,13 +37,12 @@ class SegPredictor:
 
     Args:
         model_dir: Export directory holding ``deploy.yaml``.
-        backend: ``"onnxruntime"``, ``"paddle"`` or ``"lite"``.
+        backend: One of ``BACKENDS``.
         threads: CPU threads.
-        use_gpu: Paddle Inference on GPU.
-        providers: onnxruntime execution providers (None: TensorRT/CUDA when present, CPU).
-        int8: Paddle Lite: the INT8 ``.nb``.
         postprocess: Applied to the labels at the image size (e.g. a
             :class:`~seg_runtime.postprocess.PostProcessor`).
+        runner_options: The backend's options, see :func:`~seg_runtime.backends.create_runner`
+            (``use_gpu``, ``providers``, ``int8``, ``trt_precision``, ...).
     """
 
     def __init__(
@@ -52,14 +51,10 @@ class SegPredictor:
         backend: str = "onnxruntime",
         threads: int = 1,
         *,
-        use_gpu: bool = False,
-        providers: Optional[Sequence[str]] = None,
-        int8: bool = False,
         postprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+        **runner_options,
     ) -> None:
-        runner = create_runner(
-            model_dir, backend, threads, use_gpu=use_gpu, providers=providers, int8=int8
-        )
+        runner = create_runner(model_dir, backend, threads, **runner_options)
         self._setup(load_deploy(model_dir), runner, postprocess)
 
     @classmethod
@@ -113,7 +108,10 @@ class SegPredictor:
         x = self._batch(chw)
         start = time.perf_counter()
         output = self.runner(x)
-        self.forward_ms = (time.perf_counter() - start) * 1000
+        # A GPU runner's own event timing of the network, else the call's wall time.
+        self.forward_ms = getattr(self.runner, "device_ms", None) or (
+            (time.perf_counter() - start) * 1000
+        )
         if self.exact_head:
             labels = exact_labels(output[0], x.shape[2:], self.align_corners)
         else:

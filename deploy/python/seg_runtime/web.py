@@ -182,11 +182,10 @@ def open_models(
     model_dirs: Sequence[str],
     backend: str = "onnxruntime",
     threads: int = 1,
-    *,
-    use_gpu: bool = False,
-    providers: Sequence[str] | None = None,
+    **runner_options,
 ) -> list[DemoModel]:
-    """Opens each export directory with ``backend``; one picker entry per model in it.
+    """Opens each export directory with ``backend`` and ``runner_options`` (see
+    :func:`~seg_runtime.backends.create_runner`); one picker entry per model in it.
 
     An export quantized to INT8 keeps its float model (onnxruntime: ``onnx_float_model``;
     Paddle Lite: ``lite_model`` next to ``lite_int8_model``), so it gives two entries,
@@ -200,6 +199,7 @@ def open_models(
         deploy = load_deploy(model_dir)
         float_onnx = deploy.get("onnx_float_model")
         if backend == "onnxruntime" and float_onnx and float_onnx != deploy.get("onnx_model"):
+            providers = runner_options.get("providers")
             runner = OrtRunner(os.path.join(model_dir, float_onnx), threads, providers)
             variants = [
                 ("INT8", SegPredictor(model_dir, backend, threads, providers=providers)),
@@ -211,10 +211,7 @@ def open_models(
                 ("float", SegPredictor(model_dir, backend, threads)),
             ]
         else:
-            predictor = SegPredictor(
-                model_dir, backend, threads, use_gpu=use_gpu, providers=providers
-            )
-            variants = [("float", predictor)]
+            variants = [("float", SegPredictor(model_dir, backend, threads, **runner_options))]
         for precision, predictor in variants:
             label = f"{name} ({precision})" if len(variants) > 1 else name
             models.append(DemoModel(label, model_dir, predictor, backend, threads, precision))

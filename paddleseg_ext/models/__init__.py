@@ -1,11 +1,20 @@
-"""Model zoo: TopFormer, StrideFormer (PP-MobileSeg) and valid-class interpolation (VIM).
+"""Model zoo: TopFormer, StrideFormer (PP-MobileSeg), FastSegFormer (PoolFormer and
+EfficientFormerV2 backbones) and valid-class interpolation (VIM).
 
 Importing this package registers the components in PaddleSeg's managers:
-backbones `TopFormerBackbone`, `StrideFormerBackbone`; models `TopFormerSeg`,
-`MobileSegExt`, `VIMWrapper`. No stock PaddleSeg name is reused.
+backbones `TopFormerBackbone`, `StrideFormerBackbone`, `PoolFormerBackbone`,
+`EfficientFormerV2Backbone`; models `TopFormerSeg`, `MobileSegExt`, `FastSegFormer`,
+`VIMWrapper`. No stock PaddleSeg name is reused.
 """
 
 from .convert import load_paddleseg_weights, load_pretrained, load_pretrained_weights
+from .efficientformerv2 import (
+    EFFICIENTFORMERV2_PRESETS,
+    EfficientFormerV2Backbone,
+    EfficientFormerV2Cfg,
+)
+from .fastsegformer import FASTSEGFORMER_PRESETS, FastSegFormer, FastSegFormerCfg
+from .poolformer import POOLFORMER_PRESETS, PoolFormerBackbone, PoolFormerCfg
 from .strideformer import (
     STRIDEFORMER_PRESETS,
     MobileSegExt,
@@ -16,10 +25,19 @@ from .topformer import TOPFORMER_PRESETS, TopFormerBackbone, TopFormerCfg, TopFo
 from .vim import LogitsUpsample, VIMWrapper, valid_class_interpolate
 
 __all__ = [
+    "EFFICIENTFORMERV2_PRESETS",
+    "FASTSEGFORMER_PRESETS",
+    "POOLFORMER_PRESETS",
     "STRIDEFORMER_PRESETS",
     "TOPFORMER_PRESETS",
+    "EfficientFormerV2Backbone",
+    "EfficientFormerV2Cfg",
+    "FastSegFormer",
+    "FastSegFormerCfg",
     "LogitsUpsample",
     "MobileSegExt",
+    "PoolFormerBackbone",
+    "PoolFormerCfg",
     "StrideFormerBackbone",
     "StrideFormerCfg",
     "TopFormerBackbone",

@@ -1,4 +1,4 @@
-"""Building bricks shared by the model files (TopFormer, StrideFormer, VIM).
+"""Building bricks shared by the model files (TopFormer, StrideFormer, VIM, FastSegFormer).
 
 Only bricks used by more than one architecture live here; architecture-specific blocks stay
 in their own file so that each file reads top-down.
@@ -217,3 +217,38 @@ def resolve_preset(presets: dict[str, Any], preset: str | Any, family: str, **ov
             raise KeyError(f"unknown {family} preset {preset!r}; known: {list(presets)}")
         preset = presets[preset]
     return dataclasses.replace(preset, **overrides)
+
+
+class ConvBN(nn.Layer):
+    """Convolution with a bias + BatchNorm, padding `kernel_size // 2`, no activation.
+
+    The layout of EfficientFormerV2 and of FastSegFormer's fusion module, whose published
+    weights carry a convolution bias before the BatchNorm (:class:`ConvBNAct` has none).
+    The bias is redundant before a BatchNorm but kept so that those weights load and the
+    published parameter counts are met.
+
+    Args:
+        in_chs: Input channels.
+        out_chs: Output channels.
+        kernel_size: Square kernel size (odd).
+        stride: Convolution stride.
+        groups: Convolution groups (`in_chs` for a depthwise convolution).
+    """
+
+    def __init__(
+        self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, groups: int = 1
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2D(
+            in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups
+        )
+        self.bn = nn.BatchNorm2D(out_chs)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Args:
+            x: Tensor of shape (N, in_chs, H, W).
+
+        Returns:
+            Tensor of shape (N, out_chs, ceil(H / stride), ceil(W / stride)).
+        """
+        return self.bn(self.conv(x))

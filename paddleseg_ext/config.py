@@ -72,6 +72,7 @@ def load_config(
     from .config_check import validate  # imports this module's ConfigError
 
     validate(cfg.dic, task)
+    _fit_cosine_schedule(cfg.dic)
     if task == "train" and "distill" in cfg.dic:
         from .distill.distiller import parse_distill  # noqa: PLC0415  (imports PaddleSlim)
 
@@ -86,6 +87,15 @@ def load_config(
         check_dataset_root(cfg, "train")
         check_pretrained(cfg)
     return cfg
+
+
+def _fit_cosine_schedule(dic: dict) -> None:
+    """A CosineAnnealingDecay without ``T_max`` decays over the iterations after the
+    warm-up (so ``--iters`` resizes it), as SegBuilder does for PolynomialDecay."""
+    schedule = dic.get("lr_scheduler")
+    if isinstance(schedule, dict) and schedule.get("type") == "CosineAnnealingDecay":
+        if "T_max" not in schedule and isinstance(dic.get("iters"), int):
+            schedule["T_max"] = max(dic["iters"] - schedule.get("warmup_iters", 0), 1)
 
 
 def pretrained_entries(node: object, key: str = "model") -> Iterator[tuple[str, str]]:

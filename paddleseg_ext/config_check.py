@@ -580,8 +580,8 @@ _WARMUP = {
 def _check_lr_scheduler(node: object, iters_known: bool) -> None:
     """A ``paddle.optimizer.lr`` schedule; SegBuilder takes ``warmup_iters`` and
     ``warmup_start_lr`` for a linear warm-up and sets PolynomialDecay's ``decay_steps`` from
-    ``iters``."""
-    injected = frozenset({"decay_steps"}) if iters_known else frozenset()
+    ``iters``, as ``config.load_config`` does for CosineAnnealingDecay's ``T_max``."""
+    injected = frozenset({"decay_steps", "T_max"}) if iters_known else frozenset()
     check_component(node, "lr_scheduler", LR_SCHEDULER, injected=injected, extra=_WARMUP)
     if "warmup_iters" in node and "warmup_start_lr" not in node:
         raise ConfigError("lr_scheduler.warmup_start_lr: missing, required with warmup_iters")

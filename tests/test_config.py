@@ -69,3 +69,25 @@ def test_missing_dataset_root_fails_before_any_download(tmp_path, root):
 
 def test_generated_datasets_need_no_root(tiny_config):
     assert load_config(str(tiny_config)).dic["train_dataset"].get("dataset_root") is None
+
+
+def test_cosine_schedule_spans_the_iterations_after_the_warm_up(tmp_path, tiny_config):
+    """CosineAnnealingDecay without ``T_max`` ends at ``eta_min`` on the last iteration,
+    ``--iters`` included, as PolynomialDecay's ``decay_steps`` does in PaddleSeg."""
+    from paddleseg_ext.config import build
+
+    schedule = {"_inherited_": False, "type": "CosineAnnealingDecay", "learning_rate": 0.1,
+                "eta_min": 0.001, "warmup_iters": 2, "warmup_start_lr": 0.0}  # fmt: skip
+    path = write(tmp_path / "cosine.yml", {"_base_": "tiny.yml", "lr_scheduler": schedule})
+    cfg = load_config(str(path), iters=10)
+    assert cfg.dic["lr_scheduler"]["T_max"] == 8
+    lr = build(cfg).lr_scheduler
+    rates = []
+    for _ in range(10):
+        rates.append(lr.get_lr())
+        lr.step()
+    assert rates[2] == pytest.approx(0.1)  # the warm-up's end, the cosine's start
+    assert lr.get_lr() == pytest.approx(0.001)  # after 10 iterations: eta_min
+    explicit = write(tmp_path / "t_max.yml", {"_base_": "cosine.yml",
+                                              "lr_scheduler": {"T_max": 3}})  # fmt: skip
+    assert load_config(str(explicit), iters=10).dic["lr_scheduler"]["T_max"] == 3

@@ -299,6 +299,10 @@ class FastSegFormer(nn.Layer):
             outputs `num_classes` logits, bilinearly upsampled to the input size.
         decoder: A key of `FASTSEGFORMER_PRESETS` or a FastSegFormerCfg; None takes the
             preset named by the backbone's `family` attribute.
+        input_size: If set, (H, W), multiples of 32: the image is resized to it inside the
+            model (bilinear) and the logits back to the image size, so the network runs at
+            a fixed resolution whatever the input (the paper's 224x224 student fed a larger
+            batch; the half-resolution branch then works at half of `input_size`).
         pretrained: Optional weights file or URL, of this model or of its backbone alone,
             never read while building: the training loop loads it
             (`convert.load_pretrained_weights`), as does `init_weights()`.
@@ -319,10 +323,16 @@ class FastSegFormer(nn.Layer):
         pyramid: PyramidKind = "multiscale",
         half_res_branch: bool = True,
         decoder: str | FastSegFormerCfg | None = None,
+        input_size: tuple[int, int] | list[int] | None = None,
         pretrained: str | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__()
+        if input_size is not None:
+            input_size = [int(v) for v in input_size]
+            if len(input_size) != 2 or any(v <= 0 or v % 32 for v in input_size):
+                raise ValueError(f"input_size: expected [H, W], multiples of 32, got {input_size}")
+        self.input_size = input_size
         if pyramid not in PyramidKind.__args__:
             raise ValueError(f"unknown pyramid {pyramid!r}; expected one of {PyramidKind.__args__}")
         if decoder is None:
@@ -365,14 +375,22 @@ class FastSegFormer(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
         """Args:
-            x: Images of shape (N, 3, H, W), H and W multiples of 32.
+            x: Images of shape (N, 3, H, W), H and W multiples of 32 (any size with
+                `input_size`).
 
         Returns:
             `[logits]` of shape (N, num_classes, H, W).
         """
+        size = spatial_size(x)
+        if self.input_size is not None:
+            x = resize(x, self.input_size)
         feats = self.backbone(x)
         deep = self.pyramid(self.bottlenecks(self.reduce(feats[3])))
         out = self.head(self.fusion(feats[1], deep))
         if self.half_res is not None:
-            return [self.half_res(x, out)]
-        return [resize(out, spatial_size(x), align_corners=True)]
+            logits = self.half_res(x, out)
+        else:
+            logits = resize(out, spatial_size(x), align_corners=True)
+        if self.input_size is not None:
+            logits = resize(logits, size)
+        return [logits]

@@ -10,8 +10,13 @@ uses the S12 preset.
 A block is a MetaFormer block whose token mixer is pooling:
 `x + ls1 * (avgpool(GN(x)) - GN(x))`, then `x + ls2 * mlp(GN(x))`, with 1-group GroupNorm.
 
+The 1-group GroupNorm is written out (:class:`GroupNorm1`) rather than `nn.GroupNorm`:
+paddle2onnx 2.1.0 converts Paddle's `group_norm` to an ONNX `InstanceNormalization` whose
+`epsilon` is uninitialised memory (values from -0.28 to 3e29 were written for the same
+model), so the ONNX labels of FastSegFormer-P changed from one export to the next.
+
 Contents, top-down:
-    blocks:  PoolMixer, ConvMLP1x1, PoolFormerBlock
+    blocks:  GroupNorm1, PoolMixer, ConvMLP1x1, PoolFormerBlock
     presets: PoolFormerCfg, POOLFORMER_PRESETS, poolformer_cfg
     models:  PoolFormerBackbone (registered backbone)
 """
@@ -28,6 +33,35 @@ from paddleseg.cvlibs import manager
 from .layers import DropPath, resolve_preset
 
 # ----------------------------------------------------------------------------------- blocks
+
+
+class GroupNorm1(nn.Layer):
+    """GroupNorm with one group (normalise over C, H, W per sample, then a per-channel
+    affine), as plain tensor ops that export correctly; parameters `weight` and `bias` as
+    `nn.GroupNorm(1, chs)` names them.
+
+    Args:
+        chs: Channels.
+        eps: Added to the variance.
+    """
+
+    def __init__(self, chs: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = self.create_parameter([chs], default_initializer=nn.initializer.Constant(1.0))
+        self.bias = self.create_parameter([chs], is_bias=True)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Args:
+            x: Tensor of shape (N, chs, H, W).
+
+        Returns:
+            The normalised tensor, same shape.
+        """
+        mean = x.mean(axis=[1, 2, 3], keepdim=True)
+        var = (x - mean).square().mean(axis=[1, 2, 3], keepdim=True)
+        x = (x - mean) / (var + self.eps).sqrt()
+        return x * self.weight.reshape([1, -1, 1, 1]) + self.bias.reshape([1, -1, 1, 1])
 
 
 class PoolMixer(nn.Layer):
@@ -99,9 +133,9 @@ class PoolFormerBlock(nn.Layer):
         drop_path: float,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(1, chs)
+        self.norm1 = GroupNorm1(chs)
         self.mixer = PoolMixer(pool_size)
-        self.norm2 = nn.GroupNorm(1, chs)
+        self.norm2 = GroupNorm1(chs)
         self.mlp = ConvMLP1x1(chs, int(chs * mlp_ratio))
         init = nn.initializer.Constant(layer_scale_init)
         self.layer_scale1 = self.create_parameter([chs, 1, 1], default_initializer=init)
@@ -238,7 +272,7 @@ class PoolFormerBackbone(nn.Layer):
                 )
             )
             start += depth
-        self.norms = nn.LayerList([nn.GroupNorm(1, chs) for chs in widths])
+        self.norms = nn.LayerList([GroupNorm1(chs) for chs in widths])
         self.feat_channels = list(widths)
         self.feat_strides = [4, 8, 16, 32]
 

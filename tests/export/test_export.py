@@ -26,7 +26,7 @@ from paddleseg_ext.export import (
 from paddleseg_ext.models import VIMWrapper
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG_DIRS = ("lpcvc", "camvid", "ade20k")
+CONFIG_DIRS = ("lpcvc", "camvid", "ade20k", "fastsegformer")
 DEMO_CONFIG = os.path.join(REPO, "configs", "demo", "fastscnn_shapes.yml")
 # Smallest input side each model type exports correctly: Fast-SCNN's pyramid pooling
 # (bins 1, 2, 3, 6 at 1/32) needs a 1/32 map of at least 6 pixels for ONNX AveragePool.
@@ -47,7 +47,7 @@ MOBILESEG_TINY_VIM = {
 
 
 def dataset_configs() -> list[str]:
-    """Every config under configs/{lpcvc,camvid,ade20k} (not their _base_ folders)."""
+    """Every config under the ``CONFIG_DIRS`` folders (not their _base_ folders)."""
     found = []
     for name in CONFIG_DIRS:
         found += glob.glob(os.path.join(REPO, "configs", name, "*.yml"))

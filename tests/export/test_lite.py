@@ -26,7 +26,7 @@ LITE_PYTHON_ENV, LITE_SCRIPT, lite_python = (
     DRIVER.lite_python,
 )
 REPO_ROOT = DRIVER.REPO_ROOT
-CONFIG_DIRS = ("lpcvc", "camvid", "ade20k")
+CONFIG_DIRS = ("lpcvc", "camvid", "ade20k", "fastsegformer")
 LITE_SIDE = 128
 LITE_VENV_STAMP = os.path.join(REPO_ROOT, ".venv-lite", ".installed")
 
@@ -55,7 +55,7 @@ needs_lite = pytest.mark.skipif(lite_skip_reason() is not None, reason=str(lite_
 
 
 def shipped_configs() -> list[str]:
-    """Every config under configs/{lpcvc,camvid,ade20k}."""
+    """Every config under the shipped dataset folders (``CONFIG_DIRS``)."""
     found = []
     for name in CONFIG_DIRS:
         found += sorted(glob.glob(os.path.join(REPO_ROOT, "configs", name, "*.yml")))

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 from helpers import random_state
 
@@ -21,7 +22,12 @@ from paddleseg_ext.models.fastsegformer import (
     MultiscalePyramid,
     PoolingPyramid,
 )
-from paddleseg_ext.models.poolformer import POOLFORMER_PRESETS, PoolFormerBackbone, PoolMixer
+from paddleseg_ext.models.poolformer import (
+    POOLFORMER_PRESETS,
+    GroupNorm1,
+    PoolFormerBackbone,
+    PoolMixer,
+)
 
 BACKBONES = {"P": lambda: PoolFormerBackbone("s12"), "E": lambda: EfficientFormerV2Backbone("s0")}
 # Features the paper's distillation pairs (reference.md section 6), in its order.
@@ -211,7 +217,35 @@ def test_without_the_branch_the_head_outputs_the_classes():
     assert model(paddle.randn([1, 3, 96, 128]))[0].shape == [1, 4, 96, 128]
 
 
+def test_input_size_runs_the_network_at_that_size(randomize):
+    """With ``input_size`` the model is: resize to it, the same network, logits resized
+    back to the image (what the paper's 224x224 student does with a larger batch)."""
+    fixed = randomize(published("E", input_size=[96, 128]))
+    plain = published("E")
+    plain.set_state_dict(fixed.state_dict())
+    fixed.eval()
+    plain.eval()
+    outputs = capture(fixed, ["half_res.refine"])
+    x = paddle.randn([1, 3, 150, 170])
+    logits = fixed(x)[0]
+    assert logits.shape == [1, 4, 150, 170]
+    assert outputs["half_res.refine"].shape == [1, 32, 48, 64]  # half of input_size
+    inner = plain(F.interpolate(x, size=[96, 128], mode="bilinear"))[0]
+    expected = F.interpolate(inner, size=[150, 170], mode="bilinear")
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"input_size: expected \[H, W\], multiples of 32"):
+        published("E", input_size=[100, 128])
+
+
 # ------------------------------------------------------------------------------ the blocks
+
+
+def test_group_norm1_equals_paddles_one_group_group_norm(randomize):
+    ours = randomize(GroupNorm1(6))
+    reference = paddle.nn.GroupNorm(1, 6)
+    reference.set_state_dict(ours.state_dict())  # same parameter names and shapes
+    x = paddle.randn([2, 6, 5, 7]) * 3 + 1
+    np.testing.assert_allclose(ours(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_pool_mixer_excludes_the_padding():

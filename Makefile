@@ -23,9 +23,9 @@ install: $(STAMP)
 PY310 ?= $(shell pyenv root 2>/dev/null)/versions/3.10.13/bin/python
 LITE_VENV := .venv-lite
 LITE_STAMP := $(LITE_VENV)/.installed
-LITE_REQS := deploy/lite/requirements.txt
+LITE_REQS := requirements-lite.txt
 
-$(LITE_STAMP): $(LITE_REQS)
+$(LITE_STAMP): $(LITE_REQS) pyproject.toml
 	@$(PY310) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null || { \
 		echo "lite-env: no CPython 3.10 at '$(PY310)'. Paddle Lite's paddlelite==2.13rc0 has" \
 			"wheels for CPython 3.10 only: install one (pyenv install 3.10.13) or run" \
@@ -33,6 +33,7 @@ $(LITE_STAMP): $(LITE_REQS)
 	test -x $(LITE_VENV)/bin/python || $(PY310) -m venv $(LITE_VENV)
 	$(LITE_VENV)/bin/python -m pip install --quiet -r $(LITE_REQS)
 	$(LITE_VENV)/bin/python -m pip install --quiet --no-deps paddleseg==2.8.0 paddleslim==2.6.0
+	$(LITE_VENV)/bin/python -m pip install --quiet --no-deps -e .  # runs paddleseg_ext.export.lite_side
 	touch $@
 
 lite-env: $(LITE_STAMP)

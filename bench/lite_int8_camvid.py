@@ -4,8 +4,8 @@ For a trained CamVid model (config + ``model.pdparams``), in one run:
 
 1. calibrates PaddleSlim's ``quant_post_static`` on ``--calib_images`` training images
    (val transforms, as deployed) in the Paddle Lite side environment and converts the
-   quantized legacy program with opt (``deploy/lite``), as ``tools/export.py --formats lite
-   --quantize int8`` does;
+   quantized legacy program with opt (``paddleseg_ext.export.lite``), as
+   ``tools/export.py --formats lite --quantize int8`` does;
 2. runs the float and the INT8 legacy programs (Paddle 2.6 static executor, which simulates
    the int8 arithmetic with fake-quant ops) on every val image, preprocessed by the device
    runtime (``seg_runtime``) at the model's input size;
@@ -32,7 +32,7 @@ from seg_runtime.metrics import SegMetricAccumulator, resize_nearest
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, dataset_info, load_config
 from paddleseg_ext.core.checkpoint import load_weights
-from paddleseg_ext.export import lite_driver, val_transforms
+from paddleseg_ext.export import lite, val_transforms
 from paddleseg_ext.quant import CALIB_METHODS, LITE_ALGOS, calibration_batches
 
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     inputs, labels = val_inputs(cfg, shape, args.max_images)
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="lite_int8_") as tmp:
-        result = lite_driver().quantize_lite(
+        result = lite.quantize_lite(
             cfg, model, shape, "argmax", tmp, batches, LITE_ALGOS[args.calib_method],
             eval_inputs=inputs,
         )  # fmt: skip

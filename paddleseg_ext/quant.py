@@ -4,8 +4,8 @@ Two paths, one per deployment format:
 
 - ONNX (``model_int8.onnx``): onnxruntime's static quantization of the float ONNX model;
 - Paddle Lite (``model_int8.nb``): PaddleSlim's ``quant_post_static`` on the legacy program
-  in the Paddle Lite side environment, then opt (``deploy/lite``). Only convolutions are
-  quantized there: Paddle Lite 2.13rc0 has no int8 ``matmul_v2`` kernel.
+  in the Paddle Lite side environment, then opt (``paddleseg_ext.export.lite``). Only
+  convolutions are quantized there: Paddle Lite 2.13rc0 has no int8 ``matmul_v2`` kernel.
 
 ``quantize_export`` takes a directory written by ``paddleseg_ext.export.export`` (with an
 ONNX model), runs N training images through the float ONNX model to record activation
@@ -58,16 +58,23 @@ LITE_ALGOS = {"minmax": "abs_max", "entropy": "KL", "percentile": "hist"}
 DEFAULT_CALIB_IMAGES = 32
 
 
-def check_quant_args(
-    quantize: str, calib_images: int, formats: Sequence[str], output_op: str
+def check_quant_request(
+    cfg: Config,
+    quantize: str,
+    calib_images: int | None,
+    formats: Sequence[str],
+    output_op: str,
+    model_path: str | None,
 ) -> None:
     """Checks a quantization request before anything is exported.
 
     Raises:
         ConfigError: Unknown mode, fewer than one calibration image, neither an ONNX nor a
-            Paddle Lite export, or the ``vim`` output op (its class-selection graph is not
-            quantized).
+            Paddle Lite export, the ``vim`` output op (its class-selection graph is not
+            quantized), Paddle Lite without ``model_path`` (the side environment rebuilds
+            the model from its weights), or no training images to calibrate on.
     """
+    calib_images = DEFAULT_CALIB_IMAGES if calib_images is None else calib_images
     if quantize not in QUANT_MODES:
         raise ConfigError(f"unknown --quantize {quantize!r}; choose from {', '.join(QUANT_MODES)}")
     if calib_images < 1:
@@ -81,6 +88,37 @@ def check_quant_args(
         raise ConfigError(
             "--quantize int8 is not supported with --output_op vim; use argmax, softmax or none"
         )
+    if "lite" in formats and model_path is None:
+        raise ConfigError("--quantize int8 with --formats lite needs --model_path")
+    try:  # calibration needs the training images: fail now, not after the export
+        calibration_dataset(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"--quantize {quantize} calibrates on training images: {err}") from err
+
+
+def add_int8_models(
+    directory: str,
+    cfg: Config,
+    formats: Sequence[str],
+    model_path: str | None,
+    calib_images: int | None = None,
+    method: str = "minmax",
+    check_input: np.ndarray | None = None,
+    threads: int = 1,
+) -> None:
+    """Adds the INT8 models of ``formats`` (ONNX, Paddle Lite) to the export in ``directory``.
+
+    Raises:
+        RuntimeError: onnxruntime or PaddleSlim/opt could not quantize.
+    """
+    calib_images = DEFAULT_CALIB_IMAGES if calib_images is None else calib_images
+    try:
+        if "onnx" in formats:
+            quantize_export(cfg, directory, calib_images, method, check_input, threads)
+        if "lite" in formats:
+            quantize_lite_export(cfg, directory, model_path, calib_images, method)
+    except RuntimeError as err:
+        raise RuntimeError(f"INT8 quantization failed: {err}") from err
 
 
 def calibration_dataset(cfg: Config):
@@ -304,7 +342,7 @@ def quantize_lite_export(
         method: One of ``CALIB_METHODS`` (mapped to PaddleSlim's ``LITE_ALGOS``).
     """
     from .core.checkpoint import load_weights
-    from .export import lite_driver
+    from .export import lite
 
     deploy = load_deploy(save_dir)
     if not deploy.get("lite_model"):
@@ -315,7 +353,7 @@ def quantize_lite_export(
     load_weights(model, model_path)
     batches = np.stack(list(calibration_batches(cfg, calib_images, deploy["input_shape"])))
     logger.info(f"Paddle Lite INT8: PaddleSlim PTQ on {calib_images} training image(s)")
-    result = lite_driver().quantize_lite(
+    result = lite.quantize_lite(
         cfg, model, deploy["input_shape"], deploy["output_op"], save_dir, batches,
         LITE_ALGOS[method],
     )  # fmt: skip

@@ -1,10 +1,12 @@
 """Importing paddleseg_ext: Paddle's ccache warning is silenced in every tool; scikit-learn
 (imported by PaddleSeg for ``auc_roc`` only) is loaded on first use, and both PaddleSeg's
-function and a user's import still work."""
+function and a user's import still work; deploy/ never imports paddleseg_ext."""
 
+import ast
 import subprocess
 import sys
-from pathlib import Path
+
+from helpers import REPO
 
 SCRIPT = r"""
 import sys
@@ -37,7 +39,7 @@ def test_sklearn_loads_on_first_use():
 def test_no_tool_prints_paddles_ccache_warning():
     """Paddle warns at import that ccache is missing; paddleseg_ext silences it, which works
     only when a tool imports paddle through paddleseg_ext."""
-    tools = sorted((Path(__file__).resolve().parents[1] / "tools").glob("*.py"))
+    tools = sorted((REPO / "tools").glob("*.py"))
     assert len(tools) >= 10
     procs = {
         tool.name: subprocess.Popen(
@@ -53,3 +55,20 @@ def test_no_tool_prints_paddles_ccache_warning():
         assert proc.returncode == 0, f"{name}: {err[-2000:]}"
         assert out.startswith("usage:"), name
         assert "ccache" not in err, f"{name}: {err}"
+
+
+def test_deploy_imports_nothing_from_the_training_side():
+    """What a board runs (deploy/) never imports paddleseg_ext; the reverse is allowed."""
+    offenders = []
+    for path in sorted((REPO / "deploy").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            if any(name.split(".")[0] == "paddleseg_ext" for name in names):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert len(list((REPO / "deploy").rglob("*.py"))) >= 15
+    assert not offenders, offenders

@@ -17,30 +17,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import partial
-
-from seg_runtime import load_deploy
 
 import paddleseg_ext  # noqa: F401
 from paddleseg_ext.cli import add_config_args, run, setup_device
-from paddleseg_ext.config import Config, ConfigError, load_config
+from paddleseg_ext.config import load_config
 from paddleseg_ext.export import (
     DEFAULT_FORMATS,
     MIN_AGREEMENT,
     OUTPUT_OPS,
     ExportResult,
     export,
-    parse_formats,
-    sample_input,
 )
 from paddleseg_ext.quant import (
     CALIB_METHODS,
     DEFAULT_CALIB_IMAGES,
     QUANT_MODES,
-    calibration_dataset,
-    check_quant_args,
-    quantize_export,
-    quantize_lite_export,
 )
 
 
@@ -86,45 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def add_int8_models(
-    directory: str, cfg: Config, args: argparse.Namespace, formats: tuple[str, ...]
-) -> None:
-    """Adds the INT8 models to the export being written in ``directory``.
-
-    Raises:
-        RuntimeError: onnxruntime or PaddleSlim/opt could not quantize.
-    """
-    shape = load_deploy(directory)["input_shape"]
-    check = None if args.no_verify else sample_input(cfg, shape)[0]
-    try:
-        if "onnx" in formats:
-            quantize_export(
-                cfg, directory, args.calib_images, args.calib_method, check, args.threads
-            )
-        if "lite" in formats:
-            quantize_lite_export(
-                cfg, directory, args.model_path, args.calib_images, args.calib_method
-            )
-    except RuntimeError as err:
-        raise RuntimeError(f"INT8 quantization failed: {err}") from err
-
-
 def main(argv: list[str] | None = None) -> ExportResult:
     """Exports as the command line says; exits 1 when a conversion or the check fails."""
     args = parse_args(argv)
     setup_device("cpu" if args.device is None else args.device)
     cfg = load_config(args.config, "val", opts=args.opts)
-    formats = parse_formats(args.formats)
-    if args.quantize:
-        check_quant_args(args.quantize, args.calib_images, formats, args.output_op)
-        if "lite" in formats and args.model_path is None:
-            raise ConfigError("--quantize int8 with --formats lite needs --model_path")
-        try:  # calibration needs the training images: fail now, not after the export
-            calibration_dataset(cfg)
-        except ConfigError as err:
-            raise ConfigError(
-                f"--quantize {args.quantize} calibrates on training images: {err}"
-            ) from err
     try:
         result = export(
             cfg,
@@ -137,9 +94,9 @@ def main(argv: list[str] | None = None) -> ExportResult:
             verify=not args.no_verify,
             threads=args.threads,
             optimize_onnx=not args.no_optimize_onnx,
-            add_files=partial(add_int8_models, cfg=cfg, args=args, formats=formats)
-            if args.quantize
-            else None,
+            quantize=args.quantize,
+            calib_images=args.calib_images,
+            calib_method=args.calib_method,
         )
     except RuntimeError as err:  # a conversion or a backend failed: say which, exit 1
         print(f"error: {err}", file=sys.stderr)

@@ -4,7 +4,7 @@
 - :mod:`.onnx_convert`: paddle2onnx in a child process;
 - :mod:`.verify`: the check of the exported files against the dygraph model;
 - :mod:`.pipeline`: ``export`` itself, its options and ``deploy.yaml``;
-- ``deploy/lite/driver.py``: Paddle Lite, through its side environment (:func:`lite_driver`).
+- :mod:`.lite`: Paddle Lite, through its side environment, where :mod:`.lite_side` runs.
 """
 
 from .graph import (
@@ -25,7 +25,6 @@ from .pipeline import (
     check_save_dir,
     default_input_shape,
     export,
-    lite_driver,
     parse_formats,
     val_transforms,
     write_deploy_yaml,
@@ -47,7 +46,6 @@ __all__ = [
     "convert_onnx",
     "default_input_shape",
     "export",
-    "lite_driver",
     "outputs_labels",
     "parse_formats",
     "prepare_model",

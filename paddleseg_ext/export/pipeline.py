@@ -6,7 +6,7 @@
 - ``model.onnx``: converted from the PIR program by paddle2onnx (:mod:`.onnx_convert`) and
   optimised (:mod:`.onnx_optimize`: folded constants and BatchNorm, a faster label head);
 - ``model.nb``: Paddle Lite (arm), converted in the CPython 3.10 side environment
-  (``make lite-env``) by the driver in ``deploy/lite/`` (:func:`lite_driver`);
+  (``make lite-env``) by :mod:`.lite`;
 - ``deploy.yaml``: the files actually written, the preprocessing (the config's val
   transforms, which the device runtime must support), the input shape, the output op,
   dtype and layout, and the class names.
@@ -24,11 +24,9 @@ missing or partial files never appears, even when the process is killed.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import shutil
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import paddle.nn as nn
@@ -40,6 +38,7 @@ from seg_runtime import DEPLOY_FILE, ExportFiles, Preprocessor
 from ..atomic import StagedDirectory
 from ..config import ConfigError, build, dataset_info
 from ..core.checkpoint import load_weights
+from . import lite
 from .graph import (
     INPUT_NAME,
     OUTPUT_OPS,
@@ -54,25 +53,6 @@ from .verify import MIN_AGREEMENT, logit_differences, sample_input, verify_expor
 
 FORMATS = ("paddle", "onnx", "lite")
 DEFAULT_FORMATS = ("paddle", "onnx")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LITE_DRIVER = os.path.join(REPO_ROOT, "deploy", "lite", "driver.py")
-
-
-def lite_driver():
-    """The Paddle Lite driver, ``deploy/lite/driver.py`` (it needs a repository checkout).
-
-    Raises:
-        ConfigError: No repository checkout around this package.
-    """
-    name = "paddleseg_ext_lite_driver"
-    if name not in sys.modules:
-        if not os.path.isfile(LITE_DRIVER):
-            raise ConfigError(f"--formats lite needs {LITE_DRIVER} (a repository checkout)")
-        spec = importlib.util.spec_from_file_location(name, LITE_DRIVER)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @dataclass
@@ -187,8 +167,10 @@ def export(
     opset: int = 13,
     verify: bool = True,
     threads: int = 1,
-    add_files: Callable[[str], None] | None = None,
     optimize_onnx: bool = True,
+    quantize: str | None = None,
+    calib_images: int | None = None,
+    calib_method: str = "minmax",
 ) -> ExportResult:
     """Exports the config's model for deployment (see the module docstring).
 
@@ -208,10 +190,12 @@ def export(
         opset: ONNX opset.
         verify: Run the exported files and compare them with the dygraph model.
         threads: CPU threads of the check.
-        add_files: Called with the folder being written after a passed check, before it
-            replaces ``save_dir``, to add files (the INT8 models) to the same export.
         optimize_onnx: Optimise ``model.onnx`` (:func:`.onnx_optimize.optimize_onnx`); off
             leaves paddle2onnx's graph as it is.
+        quantize: ``"int8"`` also writes the INT8 models of the ONNX and Lite formats
+            (:func:`paddleseg_ext.quant.add_int8_models`), in the same staged folder.
+        calib_images: Training images that calibrate ``quantize`` (None: the default).
+        calib_method: Activation ranges of ``quantize`` (``paddleseg_ext.quant``).
 
     Returns:
         The files written and the check results. When the check did not pass
@@ -222,9 +206,13 @@ def export(
             before anything is written).
         FileNotFoundError: ``model_path`` does not exist (raised before anything is
             written).
-        RuntimeError: A conversion failed.
+        RuntimeError: A conversion or the quantization failed.
     """
     names = parse_formats(formats)
+    if quantize is not None:
+        from ..quant import check_quant_request
+
+        check_quant_request(cfg, quantize, calib_images, names, output_op, model_path)
     if output_op not in OUTPUT_OPS:
         raise ConfigError(f"unknown --output_op {output_op!r}; choose from {', '.join(OUTPUT_OPS)}")
     if "onnx" in names and opset not in ONNX_OPSETS:
@@ -234,7 +222,7 @@ def export(
         )
     check_save_dir(save_dir)
     if "lite" in names:
-        lite_driver().check_lite(output_op)
+        lite.check_lite(output_op)
     shape = check_input_shape(input_shape) if input_shape else default_input_shape(cfg)
     try:  # what the device runtime cannot preprocess must not be exported
         Preprocessor(val_transforms(cfg))
@@ -293,8 +281,13 @@ def export(
         if not result.passed:
             logger.error(f"Export check failed: nothing written to {save_dir}")
             return result
-        if add_files is not None:
-            add_files(stage.path)
+        if quantize is not None:
+            from ..quant import add_int8_models
+
+            check = sample_input(cfg, shape)[0] if verify else None
+            add_int8_models(
+                stage.path, cfg, names, model_path, calib_images, calib_method, check, threads
+            )
         stage.commit()
     logger.info(f"Exported {', '.join(files.values())} to {save_dir}")
     return result
@@ -334,9 +327,7 @@ def _write_models(
         if paddle_dir != directory:
             shutil.rmtree(paddle_dir)
     if "lite" in names:
-        files["lite_model"] = lite_driver().convert_lite(
-            cfg, model, shape, output_op, directory, verify
-        )
+        files["lite_model"] = lite.convert_lite(cfg, model, shape, output_op, directory, verify)
     return files
 
 

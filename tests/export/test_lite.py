@@ -14,18 +14,15 @@ import subprocess
 import numpy as np
 import paddle
 import pytest
+from helpers import REPO
 from seg_runtime import load_deploy
 
 from paddleseg_ext.config import ConfigError, load_config
-from paddleseg_ext.export import export, lite_driver
+from paddleseg_ext.export import export
+from paddleseg_ext.export import lite as DRIVER
+from paddleseg_ext.export.lite import LITE_PYTHON_ENV, lite_python, side_command
 
-DRIVER = lite_driver()
-LITE_PYTHON_ENV, LITE_SCRIPT, lite_python = (
-    DRIVER.LITE_PYTHON_ENV,
-    DRIVER.LITE_SCRIPT,
-    DRIVER.lite_python,
-)
-REPO_ROOT = DRIVER.REPO_ROOT
+REPO_ROOT = str(REPO)
 CONFIG_DIRS = ("lpcvc", "camvid", "ade20k", "fastsegformer")
 LITE_SIDE = 128
 LITE_VENV_STAMP = os.path.join(REPO_ROOT, ".venv-lite", ".installed")
@@ -85,10 +82,9 @@ def test_every_shipped_config_gives_nb(tmp_path) -> None:
     jobs_file = tmp_path / "jobs.json"
     jobs_file.write_text(json.dumps(jobs))
     proc = subprocess.run(
-        [lite_python(), LITE_SCRIPT, str(jobs_file)],
+        side_command(str(jobs_file)),
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=DRIVER.SIDE_PYTHONPATH),
         cwd=REPO_ROOT,
         timeout=1800,
     )

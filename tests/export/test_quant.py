@@ -15,7 +15,7 @@ from seg_runtime import OrtRunner, load_deploy
 from paddleseg_ext.cli import run
 from paddleseg_ext.config import ConfigError, load_config
 from paddleseg_ext.export import sample_input
-from paddleseg_ext.quant import INT8_FILE, calibration_batches, check_quant_args
+from paddleseg_ext.quant import INT8_FILE, calibration_batches, check_quant_request
 
 TOPFORMER_TINY = {
     "type": "TopFormerSeg",
@@ -98,15 +98,17 @@ def test_calibration_batches(make_config) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("int4", 8, ("onnx",), "argmax"), "unknown --quantize"),
-        (("int8", 0, ("onnx",), "argmax"), "at least 1"),
-        (("int8", 8, ("paddle",), "argmax"), "add onnx or lite to --formats"),
-        (("int8", 8, ("onnx",), "vim"), "not supported with --output_op vim"),
+        (("int4", 8, ("onnx",), "argmax", None), "unknown --quantize"),
+        (("int8", 0, ("onnx",), "argmax", None), "at least 1"),
+        (("int8", 8, ("paddle",), "argmax", None), "add onnx or lite to --formats"),
+        (("int8", 8, ("onnx",), "vim", None), "not supported with --output_op vim"),
+        (("int8", 8, ("lite",), "argmax", None), "with --formats lite needs --model_path"),
     ],
 )
-def test_bad_quant_arguments(args, message) -> None:
+def test_bad_quant_arguments(args, message, make_config) -> None:
+    cfg = load_config(make_config(TOPFORMER_TINY), "val")
     with pytest.raises(ConfigError, match=message):
-        check_quant_args(*args)
+        check_quant_request(cfg, *args)
 
 
 def test_cli_rejects_before_writing(monkeypatch, capsys, tmp_path, make_config) -> None:

@@ -28,9 +28,8 @@ def side_env(**extra: str) -> dict:
 @pytest.fixture(scope="module")
 def x86_board(runtime_case, tmp_path_factory) -> str:
     """deploy/python and the case's export plus an x86 ``model.nb`` made by opt."""
-    from paddleseg_ext.export import lite_driver
+    from paddleseg_ext.export.lite import side_command
 
-    driver = lite_driver()
     root = str(tmp_path_factory.mktemp("x86_board"))
     shutil.copytree(RUNTIME_DIR, os.path.join(root, "runtime"),
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
@@ -47,9 +46,8 @@ def x86_board(runtime_case, tmp_path_factory) -> str:
     jobs = os.path.join(root, "jobs.json")
     with open(jobs, "w") as f:
         json.dump([job], f)
-    proc = subprocess.run([LITE_PYTHON, driver.LITE_SCRIPT, jobs], capture_output=True,
-                          text=True, timeout=900, cwd=REPO,
-                          env=side_env(PYTHONPATH=driver.SIDE_PYTHONPATH))  # fmt: skip
+    proc = subprocess.run(side_command(jobs), capture_output=True, text=True, timeout=900,
+                          cwd=REPO, env=side_env())  # fmt: skip
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ok"], result
     deploy_file = os.path.join(model_dir, "deploy.yaml")

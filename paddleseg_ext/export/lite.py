@@ -1,9 +1,11 @@
-"""Host side of ``--formats lite`` (and of its INT8 variant): drives ``export_legacy.py`` in
-the Paddle Lite side environment and reads its results.
+"""Host side of ``--formats lite`` (and of its INT8 variant): runs :mod:`.lite_side` in the
+Paddle Lite side environment (``python -m paddleseg_ext.export.lite_side``) and reads its
+results.
 
-``paddleseg_ext.export`` loads this file (it needs the repository checkout and ``make
-lite-env``); ``export_legacy.py`` beside it runs under CPython 3.10 with Paddle 2.6.2 and
-paddlelite 2.13rc0, because Paddle Lite's opt reads only the legacy program format.
+The side environment (``make lite-env``: CPython 3.10, Paddle 2.6.2, paddlelite 2.13rc0,
+this package installed there) exists because Paddle Lite's opt reads only the legacy
+program format, which Paddle 3.x no longer writes for these models. Its interpreter is
+``$PADDLESEG_EXT_LITE_PYTHON``, else ``.venv-lite/bin/python`` under the working directory.
 """
 
 from __future__ import annotations
@@ -22,20 +24,25 @@ from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
 from seg_runtime import ExportFiles
 
-from paddleseg_ext.config import ConfigError
-from paddleseg_ext.export.verify import MIN_AGREEMENT
+from ..config import ConfigError
+from .verify import MIN_AGREEMENT
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LITE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_legacy.py")
-# The side environment imports the repository's packages from the source tree.
-SIDE_PYTHONPATH = os.pathsep.join([REPO_ROOT, os.path.join(REPO_ROOT, "deploy", "python")])
+SIDE_MODULE = "paddleseg_ext.export.lite_side"
 # Interpreter of the Lite side environment; default: .venv-lite made by `make lite-env`.
 LITE_PYTHON_ENV = "PADDLESEG_EXT_LITE_PYTHON"
+LITE_VENV = ".venv-lite"
 
 
 def lite_python() -> str:
     """The side environment's interpreter (``$PADDLESEG_EXT_LITE_PYTHON`` or .venv-lite)."""
-    return os.environ.get(LITE_PYTHON_ENV) or os.path.join(REPO_ROOT, ".venv-lite", "bin", "python")
+    return os.environ.get(LITE_PYTHON_ENV) or os.path.abspath(
+        os.path.join(LITE_VENV, "bin", "python")
+    )
+
+
+def side_command(jobs_file: str) -> list[str]:
+    """The command that runs the jobs of ``jobs_file`` in the side environment."""
+    return [lite_python(), "-m", SIDE_MODULE, jobs_file]
 
 
 def check_lite(output_op: str) -> None:
@@ -43,7 +50,7 @@ def check_lite(output_op: str) -> None:
 
     Raises:
         ConfigError: ``vim`` output op (opt 2.13rc0 crashes on its dynamic class subset), or
-            no side environment / conversion script.
+            no side environment.
     """
     if output_op == "vim":
         raise ConfigError(
@@ -51,8 +58,6 @@ def check_lite(output_op: str) -> None:
             "crashes on its where_index/gather class subset); use --output_op argmax, which "
             "gives the same labels (a VIM model is exported with full bilinear upsampling)"
         )
-    if not os.path.isfile(LITE_SCRIPT):
-        raise ConfigError(f"--formats lite needs {LITE_SCRIPT} (a repository checkout)")
     if not os.access(lite_python(), os.X_OK):
         raise ConfigError(
             f"--formats lite needs the Paddle Lite side environment (CPython 3.10, "
@@ -70,12 +75,12 @@ def run_job(
     timeout: float = 1200,
     **options,
 ) -> dict:
-    """Runs one ``LITE_SCRIPT`` job in the side environment; returns its result line.
+    """Runs one :mod:`.lite_side` job in the side environment; returns its result line.
 
-    The config and ``model``'s weights go to a temporary folder; ``LITE_SCRIPT`` rebuilds the
+    The config and ``model``'s weights go to a temporary folder; the side rebuilds the
     model under Paddle 2.6, saves the legacy program and runs ``paddle_lite_opt``.
     ``options`` are further job keys (``check``, ``quantize``, ``valid_targets``, ...; see
-    ``export_legacy.py``); arrays in ``quantize`` (``calib``, ``eval_inputs``) are written
+    :mod:`.lite_side`); arrays in ``quantize`` (``calib``, ``eval_inputs``) are written
     to ``.npy`` files for the child.
 
     Raises:
@@ -107,17 +112,16 @@ def run_job(
         jobs_file = os.path.join(tmp, "jobs.json")
         with open(jobs_file, "w") as f:
             json.dump([job], f)
-        env = dict(os.environ, PYTHONPATH=SIDE_PYTHONPATH)
         proc = subprocess.run(
-            [lite_python(), LITE_SCRIPT, jobs_file],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            cwd=REPO_ROOT,
+            side_command(jobs_file), capture_output=True, text=True, timeout=timeout
         )
         results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if not results:
+            if f"No module named '{SIDE_MODULE.split('.')[0]}'" in proc.stderr:
+                raise RuntimeError(
+                    f"the Paddle Lite side environment ({lite_python()}) lacks paddleseg_ext: "
+                    "run `make lite-env`, which installs it there"
+                )
             tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
             raise RuntimeError(
                 f"Paddle Lite conversion failed (exit code {proc.returncode}): {tail}"

@@ -1,11 +1,11 @@
 """Paddle Lite conversion: legacy ``.pdmodel`` export and ``paddle_lite_opt`` to ``model.nb``.
 
 Runs in the Python 3.10 side environment made by ``make lite-env`` (``paddlepaddle==2.6.2``,
-``paddlelite==2.13rc0``), with the repository root and ``deploy/python`` on ``PYTHONPATH``;
-``driver.py`` starts it for ``--formats lite``. Paddle Lite's ``opt`` reads only
+``paddlelite==2.13rc0``, this package installed there); :mod:`.lite` starts it for
+``--formats lite``. Paddle Lite's ``opt`` reads only
 the legacy program format, which Paddle 3.x no longer writes for these models.
 
-python deploy/lite/export_legacy.py JOBS.json
+python -m paddleseg_ext.export.lite_side JOBS.json
 
 ``JOBS.json`` is a list of jobs, each a dict with ``config`` (YAML path), ``save_dir``,
 ``input_shape`` (N, 3, H, W; -1 for dynamic), ``output_op`` (``argmax``, ``softmax``,
@@ -55,9 +55,10 @@ import paddle
 from paddle.base.proto import framework_pb2
 from seg_runtime import ExportFiles
 
-from paddleseg_ext.config import build, load_config
-from paddleseg_ext.export.graph import INPUT_NAME, ExportModel, outputs_labels
-from paddleseg_ext.models.vim import LogitsUpsample
+from ..config import build, load_config
+from ..core.checkpoint import load_weights
+from ..models.vim import LogitsUpsample
+from .graph import INPUT_NAME, ExportModel, outputs_labels
 
 OPT_TIMEOUT = 600
 # Ops given int8 kernels. Paddle Lite 2.13rc0 has no int8 matmul_v2 kernel: quantizing the
@@ -74,11 +75,7 @@ def build_layer(job: dict) -> paddle.nn.Layer:
     cfg = load_config(job["config"], "predict", opts=job.get("opts"))
     model = build(cfg).model
     if job.get("weights"):
-        state = paddle.load(job["weights"])
-        own = model.state_dict()
-        if set(state) != set(own):
-            raise ValueError(f"{job['weights']} does not match the model of {job['config']}")
-        model.set_state_dict(state)
+        load_weights(model, job["weights"])
     output_op = job.get("output_op", "argmax")
     for layer in model.sublayers(include_self=True):
         if isinstance(layer, LogitsUpsample):

@@ -92,7 +92,7 @@ def check(args: argparse.Namespace) -> None:
             for engine in os.listdir(export_dir):
                 if engine.endswith(".engine"):
                     os.remove(os.path.join(export_dir, engine))
-            onnx = os.path.join(export_dir, deploy["onnx_model"])
+            onnx = os.path.join(export_dir, deploy.model_file("onnx"))
             cpu = SegPredictor.from_runner(
                 deploy, OrtRunner(onnx, providers=["CPUExecutionProvider"])
             )
@@ -164,7 +164,7 @@ def trtexec_agreement(export_dir, onnx, deploy, images, labels) -> float:
     engine = os.path.join(export_dir, "trtexec_fp32.engine")
     subprocess.run(["bash", os.path.join(REPO, "deploy", "benchmark.sh"), export_dir,
                     "--backend", "trtexec", "--save_engine", engine], check=True)  # fmt: skip
-    theirs = SegPredictor.from_runner(deploy, TrtRunner(onnx, deploy["input_shape"], engine=engine))
+    theirs = SegPredictor.from_runner(deploy, TrtRunner(onnx, deploy.input_shape, engine=engine))
     other = [theirs(image)[0] for image in images]
     return mean_agreement(other, labels)
 

@@ -217,7 +217,7 @@ def bench_models(
 def bench_ort_options(directory: str, threads: int, warmup: int, repeats: int) -> dict[str, dict]:
     """The runtime's onnxruntime options against each ``ORT_OPTION_VARIANTS`` change."""
     deploy = load_deploy(directory)
-    onnx_file = os.path.join(directory, deploy["onnx_model"])
+    onnx_file = os.path.join(directory, deploy.model_file("onnx"))
     image = test_image()
     runners = {"runtime": OrtRunner(onnx_file, threads, ["CPUExecutionProvider"])}
     runners.update(
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
         for model in args.models:
             for threads in args.threads:
                 for stage, directory in exports[model].items():
-                    onnx_file = os.path.join(directory, load_deploy(directory)["onnx_model"])
+                    onnx_file = os.path.join(directory, load_deploy(directory).model_file("onnx"))
                     ops = ort_profile(onnx_file, threads, x, args.repeats)
                     report["profile"][f"{model}/{threads}/{stage}"] = ops
                     top = ", ".join(f"{op} {ms:.2f}" for op, ms in list(ops.items())[:8])

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
     deploy = load_deploy(args.model_dir)
-    onnx_file = os.path.join(args.model_dir, deploy["onnx_model"])
+    onnx_file = os.path.join(args.model_dir, deploy.model_file("onnx"))
     images = [read_image(p) for p in list_images(args.images)[: args.max_images]]
     if not images:
         raise ValueError(f"no images in {args.images}")

@@ -43,7 +43,7 @@ from paddleseg.utils import logger
 from seg_runtime import DEPLOY_FILE, ExportFiles, OrtRunner, load_deploy, resize_to_input, to_labels
 
 from .config import ConfigError, build, check_dataset_root
-from .export import val_transforms, write_deploy_yaml
+from .export import val_transforms
 from .export.onnx_optimize import INTERPOLATION_MATMUL
 
 QUANT_MODES = ("int8",)
@@ -271,13 +271,13 @@ def quantize_export(
 ) -> dict:
     """Adds ``model_int8.onnx`` to an export directory and points ``deploy.yaml`` at it.
 
-    ``deploy.yaml`` then names the INT8 model as ``onnx_model`` (so the inference tools use
-    it), keeps the float one as ``onnx_float_model`` and records the settings under
-    ``quantization``.
+    ``deploy.yaml`` then lists it as the ONNX INT8 model and the ONNX default (so the
+    inference tools run it unless asked for the float one) and records the settings under
+    ``quantization.onnx``.
 
     Args:
         cfg: The config the model was exported with (its train dataset calibrates).
-        save_dir: A directory written by ``export`` with ``onnx_model``.
+        save_dir: A directory written by ``export`` with an ONNX model.
         calib_images: Number of training images.
         method: Calibration method, see ``quantize_onnx``.
         check_input: An input batch on which the INT8 labels are compared with the float
@@ -289,17 +289,17 @@ def quantize_export(
         (INT8 vs float ONNX on ``check_input``) when checked.
     """
     deploy = load_deploy(save_dir)
-    float_name = deploy.get("onnx_float_model") or deploy.get("onnx_model")
+    float_name = deploy.model_file("onnx", False)
     if not float_name:
         raise ConfigError(f"{save_dir}: no ONNX model to quantize (export with --formats onnx)")
     float_onnx = os.path.join(save_dir, float_name)
-    batches = list(calibration_batches(cfg, calib_images, deploy["input_shape"]))
+    batches = list(calibration_batches(cfg, calib_images, deploy.input_shape))
     logger.info(f"INT8 quantization: calibrating on {calib_images} training image(s)")
     info = quantize_onnx(
         float_onnx,
         os.path.join(save_dir, INT8_FILE),
         batches,
-        deploy.get("input_name", "x"),
+        deploy.input_name,
         method,
     )
     info["calibration_images"] = int(calib_images)
@@ -311,10 +311,9 @@ def quantize_export(
             f"INT8 model: label agreement {100 * info['label_agreement']:.2f}% vs the float "
             "ONNX model"
         )
-    deploy["onnx_float_model"] = float_name
-    deploy["onnx_model"] = INT8_FILE
-    deploy["quantization"] = info
-    write_deploy_yaml(save_dir, deploy)
+    deploy.set_model("onnx", "int8", INT8_FILE, default=True)
+    deploy.quantization["onnx"] = info
+    deploy.write(save_dir)
     logger.info(f"Wrote {INT8_FILE} and updated {DEPLOY_FILE} in {save_dir}")
     return info
 
@@ -326,12 +325,13 @@ def quantize_lite_export(
     calib_images: int = DEFAULT_CALIB_IMAGES,
     method: str = "minmax",
 ) -> dict:
-    """Adds ``model_int8.nb`` (Paddle Lite, INT8 convolutions) to an export with ``lite_model``.
+    """Adds ``model_int8.nb`` (Paddle Lite, INT8 convolutions) to an export with a Lite model.
 
     The same calibration images as the ONNX path go to PaddleSlim's ``quant_post_static`` in
-    the side environment; ``deploy.yaml`` gets ``lite_int8_model`` and, under
-    ``lite_quantization``, the algorithm, the kernels opt chose per precision and the label
-    agreement of the INT8 legacy program with the float one on the calibration images.
+    the side environment; ``deploy.yaml`` lists it as the Lite INT8 model (the float one
+    stays the Lite default) and records under ``quantization.lite`` the algorithm, the
+    kernels opt chose per precision and the label agreement of the INT8 legacy program with
+    the float one on the calibration images.
 
     Args:
         cfg: The config the model was exported with (its train dataset calibrates).
@@ -345,16 +345,16 @@ def quantize_lite_export(
     from .export import lite
 
     deploy = load_deploy(save_dir)
-    if not deploy.get("lite_model"):
+    if not deploy.has("lite"):
         raise ConfigError(f"{save_dir}: no Paddle Lite model to quantize (--formats lite)")
     if model_path is None:
         raise ConfigError("--quantize int8 with --formats lite needs --model_path")
     model = build(cfg).model
     load_weights(model, model_path)
-    batches = np.stack(list(calibration_batches(cfg, calib_images, deploy["input_shape"])))
+    batches = np.stack(list(calibration_batches(cfg, calib_images, deploy.input_shape)))
     logger.info(f"Paddle Lite INT8: PaddleSlim PTQ on {calib_images} training image(s)")
     result = lite.quantize_lite(
-        cfg, model, deploy["input_shape"], deploy["output_op"], save_dir, batches,
+        cfg, model, deploy.input_shape, deploy.output_op, save_dir, batches,
         LITE_ALGOS[method],
     )  # fmt: skip
     info = {
@@ -364,9 +364,9 @@ def quantize_lite_export(
         "kernels": result["int8_kernels"],
         "label_agreement": result["int8_label_agreement"],
     }
-    deploy["lite_int8_model"] = result["int8_file"]
-    deploy["lite_quantization"] = info
-    write_deploy_yaml(save_dir, deploy)
+    deploy.set_model("lite", "int8", result["int8_file"])
+    deploy.quantization["lite"] = info
+    deploy.write(save_dir)
     int8_ops = ", ".join(f"{op} x{n}" for op, n in info["kernels"].get("int8", {}).items())
     logger.info(
         f"Wrote {result['int8_file']}: int8 kernels {int8_ops or 'none'}; label agreement "

@@ -28,13 +28,13 @@ from seg_runtime.cli import add_backend_args, backend_options, run
 from seg_runtime.machine import describe_machine
 
 
-def resolve_input_shape(deploy: dict, input_shape: Optional[Sequence[int]]) -> List[int]:
-    """``input_shape`` if given, else deploy.yaml's; it must have no dynamic size.
+def resolve_input_shape(exported: Sequence[int], input_shape: Optional[Sequence[int]]) -> List[int]:
+    """``input_shape`` if given, else the ``exported`` one; it must have no dynamic size.
 
     Raises:
         ValueError: Mismatch with a fixed exported size, or a dynamic size left unset.
     """
-    exported = [int(v) for v in deploy["input_shape"]]
+    exported = [int(v) for v in exported]
     if input_shape is None:
         shape = [1 if i == 0 and v == -1 else v for i, v in enumerate(exported)]
     else:
@@ -67,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     parser.add_argument("--input_shape", type=parse_shape, help="N,C,H,W (dynamic models)")
     args = parser.parse_args(argv)
     deploy = load_deploy(args.model_dir)
-    shape = resolve_input_shape(deploy, args.input_shape)
+    shape = resolve_input_shape(deploy.input_shape, args.input_shape)
     opened = []
 
     def make_runner():

@@ -27,7 +27,6 @@ from .pipeline import (
     export,
     parse_formats,
     val_transforms,
-    write_deploy_yaml,
 )
 from .verify import MIN_AGREEMENT, compare_outputs, sample_input, verify_export
 
@@ -54,5 +53,4 @@ __all__ = [
     "trace_paddle",
     "val_transforms",
     "verify_export",
-    "write_deploy_yaml",
 ]

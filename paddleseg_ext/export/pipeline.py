@@ -30,10 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import paddle.nn as nn
-import yaml
 from paddleseg.cvlibs import Config
 from paddleseg.utils import logger
-from seg_runtime import DEPLOY_FILE, ExportFiles, Preprocessor
+from seg_runtime import DEPLOY_FILE, DeployInfo, ExportFiles, Preprocessor
 
 from ..atomic import StagedDirectory
 from ..config import ConfigError, build, dataset_info
@@ -120,14 +119,6 @@ def default_input_shape(cfg: Config) -> list[int]:
             w, h = t.get("target_size", (512, 512))
             return [1, 3, int(h), int(w)]
     return [1, 3, 512, 512]
-
-
-def write_deploy_yaml(save_dir: str, info: dict) -> str:
-    """Writes ``save_dir/deploy.yaml`` as ``{"Deploy": info}`` and returns its path."""
-    path = os.path.join(save_dir, DEPLOY_FILE)
-    with open(path, "w") as f:
-        yaml.safe_dump({"Deploy": info}, f, sort_keys=False, default_flow_style=None)
-    return path
 
 
 def check_save_dir(save_dir: str) -> None:
@@ -253,27 +244,30 @@ def export(
     layout = "labels N,1,H,W" if label_output else "scores N,C,H,W"
     if output_op == "exact":
         layout = "logits N,C,h,w (labels by seg_runtime.labelhead)"
-    info = {
-        "transforms": val_transforms(cfg),
+    deploy = DeployInfo(shape, num_classes, val_transforms(cfg), output_op)
+    deploy.meta = {
         "input_name": INPUT_NAME,
-        "input_shape": list(shape),
-        "output_op": output_op,
         "output_dtype": "int32" if label_output else "float32",
         "output_layout": layout,
-        "num_classes": num_classes,
         "class_names": class_names,
         "model_type": type(model).__name__,
         "opset": opset if "onnx" in names else None,
     }
     if output_op == "exact":
-        info["align_corners"] = bool(model.upsample.align_corners)
+        deploy.meta["align_corners"] = bool(model.upsample.align_corners)
     with StagedDirectory(save_dir) as stage:
         files = _write_models(
             cfg, model, layer, names, shape, output_op, opset, verify, stage.path, optimize_onnx
         )
         # deploy.yaml names the files relative to its folder, so it stays valid after the
         # rename; it is written after them.
-        write_deploy_yaml(stage.path, {**files, **info})
+        if "model" in files:
+            paddle_files = {"model": files["model"], "params": files["params"]}
+            deploy.set_model("paddle", "float", paddle_files)
+        for fmt, role in (("onnx", "onnx_model"), ("lite", "lite_model")):
+            if role in files:
+                deploy.set_model(fmt, "float", files[role])
+        deploy.write(stage.path)
         files["deploy"] = DEPLOY_FILE
         result = ExportResult(save_dir=save_dir, files=files)
         if verify:

@@ -64,12 +64,12 @@ def test_deploy_bench_module(backend, exported_dir, capsys) -> None:
 
 def test_resolve_input_shape() -> None:
     resolve = deploy_bench.resolve_input_shape
-    assert resolve({"input_shape": [1, 3, 64, 64]}, None) == [1, 3, 64, 64]
-    assert resolve({"input_shape": [-1, 3, -1, -1]}, [2, 3, 32, 64]) == [2, 3, 32, 64]
+    assert resolve([1, 3, 64, 64], None) == [1, 3, 64, 64]
+    assert resolve([-1, 3, -1, -1], [2, 3, 32, 64]) == [2, 3, 32, 64]
     with pytest.raises(ValueError, match="dynamic input"):
-        resolve({"input_shape": [1, 3, -1, -1]}, None)
+        resolve([1, 3, -1, -1], None)
     with pytest.raises(ValueError, match="differs from the exported"):
-        resolve({"input_shape": [1, 3, 64, 64]}, [1, 3, 32, 32])
+        resolve([1, 3, 64, 64], [1, 3, 32, 32])
 
 
 @pytest.mark.slow
@@ -96,9 +96,9 @@ def test_benchmark_sh_python_backend(exported_dir, tmp_path) -> None:
 
 
 def test_benchmark_sh_lite(exported_dir, tmp_path) -> None:
-    # Without --benchmark_bin, Paddle Lite's Python API runs the export's lite_model.
+    # Without --benchmark_bin, Paddle Lite's Python API runs the export's Lite model.
     proc = bench_sh(exported_dir, "--backend", "lite")
-    assert proc.returncode == 2 and "no Paddle Lite lite_model" in proc.stderr
+    assert proc.returncode == 2 and "no Paddle Lite float model" in proc.stderr
     model_dir = tmp_path / "lite"
     shutil.copytree(exported_dir, model_dir)
     tool = fake_tool(

@@ -109,9 +109,10 @@ def test_infer_errors(exported_dir, tmp_path) -> None:
 
 
 def test_deploy_yaml_names_existing_files(exported_dir) -> None:
-    deploy = load_deploy(exported_dir)
-    for key in ("model", "params", "onnx_model"):
-        assert os.path.isfile(os.path.join(exported_dir, deploy[key])), key
+    files = load_deploy(exported_dir).files()
+    assert sorted(files) == ["model.json", "model.onnx", "model.pdiparams"]
+    for name in files:
+        assert os.path.isfile(os.path.join(exported_dir, name)), name
 
 
 @pytest.mark.slow

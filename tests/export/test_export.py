@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import pytest
 import yaml
-from seg_runtime import OrtRunner, PaddleRunner, SegPredictor, load_deploy, to_labels
+from seg_runtime import DeployInfo, OrtRunner, PaddleRunner, SegPredictor, load_deploy, to_labels
 
 from paddleseg_ext.config import ConfigError, build, load_config
 from paddleseg_ext.core.checkpoint import load_weights
@@ -126,12 +126,14 @@ def test_demo_export_check_and_deploy_yaml(tmp_path, make_weights) -> None:
     agreement = check_parity(DEMO_CONFIG, weights, out, [1, 3, 192, 192], verify=True)
     assert min(agreement.values()) >= 0.999, agreement
     deploy = load_deploy(out)
-    assert deploy["model"] == "model.json" and deploy["params"] == "model.pdiparams"
-    assert deploy["onnx_model"] == "model.onnx" and deploy["model_type"] == "FastSCNN"
-    assert deploy["input_shape"] == [1, 3, 192, 192]
-    assert deploy["output_op"] == "argmax" and deploy["output_dtype"] == "int32"
-    assert deploy["transforms"] == [{"type": "Normalize"}]
-    assert deploy["class_names"] == ["background", "disc", "rectangle", "triangle", "ring", "cross"]
+    assert deploy.formats == {
+        "paddle": {"float": {"model": "model.json", "params": "model.pdiparams"}},
+        "onnx": {"float": "model.onnx"},
+    }
+    assert deploy.meta["model_type"] == "FastSCNN" and deploy.input_shape == [1, 3, 192, 192]
+    assert deploy.output_op == "argmax" and deploy.meta["output_dtype"] == "int32"
+    assert deploy.transforms == [{"type": "Normalize"}]
+    assert deploy.class_names == ["background", "disc", "rectangle", "triangle", "ring", "cross"]
 
 
 @pytest.mark.slow
@@ -197,8 +199,8 @@ def test_exact_export_gives_the_labels_of_the_full_head(tmp_path, make_config, m
                         input_shape=[1, 3, 96, 128], output_op=op)  # fmt: skip
         assert result.passed, result.checks
     deploy = load_deploy(outs["exact"])
-    assert deploy["output_op"] == "exact" and deploy["align_corners"] is False
-    assert deploy["output_dtype"] == "float32"
+    assert deploy.output_op == "exact" and deploy.align_corners is False
+    assert deploy.meta["output_dtype"] == "float32"
     logits = OrtRunner(os.path.join(outs["exact"], "model.onnx"))(
         np.zeros([1, 3, 96, 128], np.float32)
     )
@@ -227,7 +229,7 @@ def test_softmax_export_logit_difference(tmp_path, make_config, make_weights) ->
     check = result.checks["onnxruntime"]
     assert check["label_agreement"] >= 0.999
     assert check["max_abs_diff"] < 1e-4
-    assert load_deploy(str(tmp_path / "out"))["output_dtype"] == "float32"
+    assert load_deploy(str(tmp_path / "out")).meta["output_dtype"] == "float32"
 
 
 def test_polygraphy_autoinstall_disabled() -> None:
@@ -315,11 +317,14 @@ def test_cli_reports_config_errors(monkeypatch, capsys, tmp_path) -> None:
 
 
 def test_deploy_yaml_is_plain_yaml(tmp_path) -> None:
-    from paddleseg_ext.export import write_deploy_yaml
-
-    path = write_deploy_yaml(str(tmp_path), {"model": "model.json", "input_shape": [1, 3, 8, 8]})
-    with open(path) as f:
-        assert yaml.safe_load(f) == {"Deploy": {"model": "model.json", "input_shape": [1, 3, 8, 8]}}
+    deploy = DeployInfo([1, 3, 8, 8], 2, [{"type": "Normalize"}], "argmax")
+    deploy.set_model("onnx", "float", "model.onnx")
+    with open(deploy.write(str(tmp_path))) as f:  # plain types only: safe_load reads it
+        assert yaml.safe_load(f) == {"Deploy": {
+            "version": 2, "formats": {"onnx": {"float": "model.onnx"}},
+            "transforms": [{"type": "Normalize"}], "input_shape": [1, 3, 8, 8],
+            "num_classes": 2, "output_op": "argmax",
+        }}  # fmt: skip
 
 
 @pytest.mark.slow

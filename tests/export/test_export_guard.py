@@ -20,7 +20,7 @@ import paddle
 import pytest
 import yaml
 from helpers import REPO, TINY_CONFIG, load_tool
-from seg_runtime import DEPLOY_FILE, ExportFiles, load_deploy
+from seg_runtime import DEPLOY_FILE, DeployInfo, ExportFiles, load_deploy
 
 import paddleseg_ext.export.pipeline as pipeline
 from paddleseg_ext.atomic import StagedDirectory
@@ -32,7 +32,6 @@ from paddleseg_ext.export import export
 EXPORT_TOOL = load_tool("export")
 SHAPE = [1, 3, 64, 64]
 # deploy.yaml keys that name files of the export.
-FILE_ROLES = ("model", "params", "onnx_model", "onnx_float_model", "lite_model", "lite_int8_model")
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +54,13 @@ def previous(tiny) -> Path:
     return path
 
 
-def check_export(save_dir: Path) -> dict | None:
+def check_export(save_dir: Path) -> DeployInfo | None:
     """None when ``save_dir`` does not exist; else its ``deploy.yaml``, after checking that
     every file it names exists and loads and that nothing else is in the directory."""
     if not save_dir.exists():
         return None
     deploy = load_deploy(str(save_dir))
-    named = [deploy[role] for role in FILE_ROLES if deploy.get(role)]
+    named = deploy.files()
     assert named, f"{save_dir}: deploy.yaml names no model file"
     for name in named:
         path = save_dir / name
@@ -259,7 +258,7 @@ def test_failed_check_keeps_previous_export(tiny, previous, tmp_path, monkeypatc
     assert exc.value.code == 1
     assert f"nothing was written to {out}" in capsys.readouterr().err
     assert snapshot(out) == before
-    assert check_export(out)["output_op"] == "softmax"
+    assert check_export(out).output_op == "softmax"
     assert leftovers(out) == []
 
 
@@ -378,7 +377,7 @@ def test_sigkill_never_leaves_a_broken_export(tiny, previous, tmp_path) -> None:
     proc = start_tool(tiny, out, log)
     assert proc.wait(timeout=300) == 0, log.read_text()[-2000:]
     deploy = check_export(out)
-    assert deploy["output_op"] == "none" and snapshot(out) != before
-    assert deploy["input_shape"] == SHAPE
+    assert deploy.output_op == "none" and snapshot(out) != before
+    assert deploy.input_shape == SHAPE
     assert leftovers(out) == []
     assert "left by a killed process" in log.read_text()

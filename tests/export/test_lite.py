@@ -122,8 +122,8 @@ def test_export_formats_lite(tmp_path, make_config, make_weights) -> None:
     assert os.path.getsize(os.path.join(out, "model.nb")) > 0
     assert result.files["lite_model"] == "model.nb"
     deploy = load_deploy(out)
-    assert deploy["lite_model"] == "model.nb" and "model" not in deploy
-    assert deploy["output_op"] == "argmax" and deploy["output_dtype"] == "int32"
+    assert deploy.formats == {"lite": {"float": "model.nb"}}
+    assert deploy.output_op == "argmax" and deploy.meta["output_dtype"] == "int32"
 
 
 TOPFORMER_TINY = {k: v for k, v in TOPFORMER_TINY_VIM.items() if k != "upsample"}
@@ -142,7 +142,7 @@ def test_export_lite_exact_label_head(tmp_path, make_config, make_weights) -> No
     assert sorted(os.listdir(out)) == ["deploy.yaml", "model.nb"]
     assert result.passed
     deploy = load_deploy(out)
-    assert deploy["output_op"] == "exact" and deploy["output_dtype"] == "float32"
+    assert deploy.output_op == "exact" and deploy.meta["output_dtype"] == "float32"
 
 
 @pytest.mark.slow
@@ -161,8 +161,9 @@ def test_export_lite_int8_through_paddleslim(tmp_path, make_config, make_weights
     )  # fmt: skip
     assert sorted(os.listdir(out)) == ["deploy.yaml", "model.nb", "model_int8.nb"]
     deploy = load_deploy(out)
-    assert deploy["lite_int8_model"] == "model_int8.nb" and deploy["lite_model"] == "model.nb"
-    info = deploy["lite_quantization"]
+    assert deploy.formats["lite"] == {"float": "model.nb", "int8": "model_int8.nb"}
+    assert deploy.model_file("lite") == "model.nb"  # the float model stays the default
+    info = deploy.quantization["lite"]
     assert info["algo"] == "abs_max" and info["calibration_images"] == 4
     # The convolutions run in int8; the attention's matmuls stay float (no int8 kernel).
     assert info["kernels"]["int8"]["conv2d"] > 0 and info["kernels"]["int8"]["depthwise_conv2d"] > 0

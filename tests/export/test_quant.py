@@ -56,8 +56,9 @@ def test_int8_export_cli(monkeypatch, tmp_path, make_config, make_weights) -> No
     run(load_tool("export").main)
 
     deploy = load_deploy(save_dir)
-    assert deploy["onnx_model"] == INT8_FILE and deploy["onnx_float_model"] == "model.onnx"
-    quant = deploy["quantization"]
+    assert deploy.formats["onnx"] == {"float": "model.onnx", "int8": INT8_FILE, "default": "int8"}
+    assert deploy.model_file("onnx") == INT8_FILE  # what the runtime opens by default
+    quant = deploy.quantization["onnx"]
     assert quant["calibration_images"] == 3 and quant["calibration_batches"] == 3
 
     int8_file = os.path.join(save_dir, INT8_FILE)

@@ -10,8 +10,8 @@ import subprocess
 
 import numpy as np
 import pytest
-import yaml
 from helpers import BLOCKER, MIN_AGREEMENT, REPO, RUNTIME_DIR, read_labels
+from seg_runtime import load_deploy
 
 LITE_PYTHON = str(REPO / ".venv-lite" / "bin" / "python")
 needs_side_env = pytest.mark.skipif(
@@ -50,12 +50,9 @@ def x86_board(runtime_case, tmp_path_factory) -> str:
                           cwd=REPO, env=side_env())  # fmt: skip
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ok"], result
-    deploy_file = os.path.join(model_dir, "deploy.yaml")
-    with open(deploy_file) as f:
-        deploy = yaml.safe_load(f)
-    deploy["Deploy"]["lite_model"] = result["file"]
-    with open(deploy_file, "w") as f:
-        yaml.safe_dump(deploy, f)
+    deploy = load_deploy(model_dir)
+    deploy.set_model("lite", "float", result["file"])
+    deploy.write(model_dir)
     return root
 
 

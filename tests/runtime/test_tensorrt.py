@@ -57,13 +57,13 @@ def model(board, tmp_path) -> tuple[str, dict]:
     """``(model.onnx, deploy)`` copied into a fresh folder (the engine cache)."""
     deploy = load_deploy(os.path.join(board["root"], "model"))
     onnx = tmp_path / "model.onnx"
-    onnx.write_bytes(Path(board["root"], "model", deploy["onnx_model"]).read_bytes())
+    onnx.write_bytes(Path(board["root"], "model", deploy.model_file("onnx")).read_bytes())
     return str(onnx), deploy
 
 
 def runner(trt, model, **kwargs) -> TrtRunner:
     onnx, deploy = model
-    return TrtRunner(onnx, deploy["input_shape"], memory=trt.HostMemory(), **kwargs)
+    return TrtRunner(onnx, deploy.input_shape, memory=trt.HostMemory(), **kwargs)
 
 
 def test_engine_file_names_carry_version_gpu_precision_and_model(tmp_path):

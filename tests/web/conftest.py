@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from helpers import BLOCKER, RUNTIME_DIR
 from runtime.conftest import runtime_case  # noqa: F401 (the fixture, shared with these tests)
 
@@ -29,21 +28,19 @@ SERVER_START_S = 60
 
 @pytest.fixture(scope="session")
 def int8_export(runtime_case, tmp_path_factory) -> str:  # noqa: F811
-    """A copy of the case's export with ``model_int8.onnx`` as ``onnx_model`` and the float
-    model as ``onnx_float_model``, as ``tools/export.py --quantize int8`` leaves it
-    (quantized here without calibration: weights only, in a second)."""
+    """A copy of the case's export with ``model_int8.onnx`` as its ONNX INT8 model and
+    default, as ``tools/export.py --quantize int8`` leaves it (quantized here without
+    calibration: weights only, in a second)."""
     from onnxruntime.quantization import quantize_dynamic
+    from seg_runtime import load_deploy
 
     out = str(tmp_path_factory.mktemp("int8") / "export")
     shutil.copytree(os.path.join(runtime_case, "export"), out)
-    deploy_file = os.path.join(out, "deploy.yaml")
-    with open(deploy_file) as f:
-        data = yaml.safe_load(f)
-    float_name = data["Deploy"]["onnx_model"]
-    quantize_dynamic(os.path.join(out, float_name), os.path.join(out, "model_int8.onnx"))
-    data["Deploy"].update(onnx_model="model_int8.onnx", onnx_float_model=float_name)
-    with open(deploy_file, "w") as f:
-        yaml.safe_dump(data, f)
+    deploy = load_deploy(out)
+    float_onnx = os.path.join(out, deploy.model_file("onnx"))
+    quantize_dynamic(float_onnx, os.path.join(out, "model_int8.onnx"))
+    deploy.set_model("onnx", "int8", "model_int8.onnx", default=True)
+    deploy.write(out)
     return out
 
 

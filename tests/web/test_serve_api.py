@@ -101,7 +101,7 @@ def test_the_picker_lists_each_export_with_both_models_of_an_int8_one(client, ex
     for model in body["models"]:
         assert model["input_size"] == "96x96"
         assert model["backend"] == "onnxruntime (CPUExecutionProvider)" and model["threads"] == 1
-        assert [c["name"] for c in model["classes"]] == [str(n) for n in deploy["class_names"]]
+        assert [c["name"] for c in model["classes"]] == [str(n) for n in deploy.class_names]
         assert model["classes"][1]["color"] == "#{:02x}{:02x}{:02x}".format(*palette[1])
     assert body["postprocess"] is False and body["repeats"] == 3
     assert body["samples"] == ["shapes-1.png", "shapes-2.png", "shapes-3.png"]

@@ -10,7 +10,7 @@ reverse.
 """
 
 from .backends import BACKENDS, LiteRunner, OrtRunner, PaddleRunner, create_runner
-from .files import DEPLOY_FILE, ExportFiles, load_deploy
+from .files import DEPLOY_FILE, DeployInfo, ExportFiles, load_deploy
 from .media import (
     IMAGE_EXTS,
     VIDEO_EXTS,
@@ -36,6 +36,7 @@ from .visualize import color_palette, colorize, legend, overlay
 __all__ = [
     "BACKENDS",
     "DEPLOY_FILE",
+    "DeployInfo",
     "IMAGE_EXTS",
     "PERF_KEYS",
     "STRIDE",

@@ -214,7 +214,7 @@ def create_runner(
     *,
     use_gpu: bool = False,
     providers: Optional[Sequence[str]] = None,
-    int8: bool = False,
+    int8: Optional[bool] = None,
     trt_precision: str = "auto",
     trt_engine: Optional[str] = None,
     trt_calib_dir: Optional[str] = None,
@@ -227,7 +227,8 @@ def create_runner(
         threads: CPU threads.
         use_gpu: Paddle Inference on GPU.
         providers: onnxruntime execution providers (None: best available).
-        int8: Paddle Lite: run ``lite_int8_model`` instead of ``lite_model``.
+        int8: The INT8 (True) or float (False) model of onnxruntime or Paddle Lite; None:
+            the export's default (``DeployInfo.precision``).
         trt_precision: TensorRT: ``auto``, ``fp32``, ``fp16`` or ``int8``.
         trt_engine: TensorRT: a prebuilt engine file to try first.
         trt_calib_dir: TensorRT INT8: a folder of calibration images.
@@ -237,21 +238,20 @@ def create_runner(
         ImportError: The backend's package is not installed.
     """
     deploy = load_deploy(model_dir)
+
+    def path(name: str) -> str:
+        return os.path.join(model_dir, name)
+
     if backend == "paddle":
-        if not deploy.get("model") or not deploy.get("params"):
+        files = deploy.model_file("paddle", False)
+        if not files:
             raise ValueError(f"{model_dir}: no Paddle model (export with --formats paddle)")
-        return PaddleRunner(
-            os.path.join(model_dir, deploy["model"]),
-            os.path.join(model_dir, deploy["params"]),
-            threads,
-            use_gpu,
-        )
+        return PaddleRunner(path(files["model"]), path(files["params"]), threads, use_gpu)
     if backend in ("onnxruntime", "tensorrt"):
-        if not deploy.get("onnx_model"):
+        if not deploy.has("onnx"):
             raise ValueError(f"{model_dir}: no ONNX model (export with --formats onnx)")
-        onnx = os.path.join(model_dir, deploy.get("onnx_float_model") or deploy["onnx_model"])
         if backend == "onnxruntime":
-            return OrtRunner(os.path.join(model_dir, deploy["onnx_model"]), threads, providers)
+            return OrtRunner(path(deploy.model_file("onnx", int8)), threads, providers)
         from .tensorrt_engine import TrtRunner, calibration_batches
 
         calib = None
@@ -259,13 +259,15 @@ def create_runner(
             if not trt_calib_dir:
                 raise ValueError("--trt_precision int8 needs --trt_calib_dir IMAGE_DIR")
             calib = calibration_batches(deploy, trt_calib_dir)
+        # TensorRT builds from the float model (it takes no uint8 Q/DQ graph).
+        onnx = path(deploy.model_file("onnx", False))
         return TrtRunner(
-            onnx, deploy["input_shape"], trt_precision, engine=trt_engine, calib_batches=calib
+            onnx, deploy.input_shape, trt_precision, engine=trt_engine, calib_batches=calib
         )
     if backend == "lite":
-        key = "lite_int8_model" if int8 else "lite_model"
-        if not deploy.get(key):
-            hint = "--formats lite --quantize int8" if int8 else "--formats lite"
-            raise ValueError(f"{model_dir}: no Paddle Lite {key} (export with {hint})")
-        return LiteRunner(os.path.join(model_dir, deploy[key]), threads)
+        precision = deploy.precision("lite", int8)
+        if not deploy.has("lite", precision):
+            hint = "--formats lite --quantize int8" if precision == "int8" else "--formats lite"
+            raise ValueError(f"{model_dir}: no Paddle Lite {precision} model (export with {hint})")
+        return LiteRunner(path(deploy.model_file("lite", int8)), threads)
     raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -34,7 +34,10 @@ def add_backend_args(parser: argparse.ArgumentParser, *, gpu: bool = True, int8:
     if gpu:
         group.add_argument("--use_gpu", action="store_true", help="Paddle Inference on GPU")
     if int8:
-        group.add_argument("--int8", action="store_true", help="Paddle Lite: the INT8 model")
+        group.add_argument(
+            "--int8", action="store_true", default=None,
+            help="The INT8 model (default: the export's; onnxruntime: INT8 once quantized)",
+        )  # fmt: skip
     group.add_argument(
         "--trt_precision", choices=PRECISIONS, default="auto",
         help="TensorRT engine precision (auto: FP16 where the GPU has it, else FP32)",

@@ -6,7 +6,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from .backends import create_runner
-from .files import load_deploy
+from .files import DeployInfo, load_deploy
 from .labelhead import exact_labels
 from .preprocess import Preprocessor, resize_to_input
 
@@ -60,28 +60,28 @@ class SegPredictor:
     @classmethod
     def from_runner(
         cls,
-        deploy: dict,
+        deploy: DeployInfo,
         runner: Callable[[np.ndarray], np.ndarray],
         postprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     ) -> "SegPredictor":
-        """A predictor over an open runner and ``deploy.yaml``'s ``Deploy`` dict."""
+        """A predictor over an open runner and the export's :class:`DeployInfo`."""
         predictor = cls.__new__(cls)
         predictor._setup(deploy, runner, postprocess)
         return predictor
 
-    def _setup(self, deploy: dict, runner, postprocess) -> None:
+    def _setup(self, deploy: DeployInfo, runner, postprocess) -> None:
         self.deploy = deploy
         self.runner = runner
         self.postprocess = postprocess
-        self.preprocessor = Preprocessor(deploy.get("transforms") or [])
-        self.input_shape = [int(v) for v in deploy["input_shape"]]
+        self.preprocessor = Preprocessor(deploy.transforms)
+        self.input_shape = deploy.input_shape
         self.batch = max(self.input_shape[0], 1)
-        self.num_classes = int(deploy["num_classes"])
+        self.num_classes = deploy.num_classes
         # ``--output_op exact``: low-resolution logits out, labels made here.
-        self.exact_head = deploy.get("output_op") == "exact"
-        self.align_corners = bool(deploy.get("align_corners", False))
+        self.exact_head = deploy.output_op == "exact"
+        self.align_corners = deploy.align_corners
         self.forward_ms = 0.0  # the last call's inference alone
-        self.class_names = list(deploy.get("class_names") or range(self.num_classes))
+        self.class_names = deploy.class_names
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         """(H, W, 3) BGR image -> (N, 3, h, w) float32 model input."""

@@ -92,9 +92,9 @@ def build_solution(
     if engine and not os.path.isfile(engine):
         raise FileNotFoundError(f"TensorRT engine not found: {engine}")
     deploy = load_deploy(model_dir)
-    models = {MODEL_ENTRY: deploy.get("onnx_model")}
-    if backend != "onnxruntime" and deploy.get("onnx_float_model"):
-        models[FLOAT_MODEL_ENTRY] = deploy["onnx_float_model"]
+    models = {MODEL_ENTRY: deploy.model_file("onnx")}
+    if backend != "onnxruntime" and deploy.precision("onnx") == "int8":
+        models[FLOAT_MODEL_ENTRY] = deploy.model_file("onnx", False)
     for name in models.values():
         if not name or not os.path.isfile(os.path.join(model_dir, name)):
             raise ValueError(f"{model_dir}: no ONNX model (export with --formats onnx)")
@@ -115,7 +115,7 @@ def build_solution(
             zf.write(os.path.join(model_dir, name), f"seg_runtime/{entry}")
         if engine:
             zf.write(engine, f"seg_runtime/{ENGINE_ENTRY}")
-        zf.writestr(f"seg_runtime/{DEPLOY_ENTRY}", json.dumps(deploy))
+        zf.writestr(f"seg_runtime/{DEPLOY_ENTRY}", json.dumps(deploy.to_dict()))
         zf.writestr(f"seg_runtime/{SETTINGS_ENTRY}", json.dumps(settings))
         if post is not None:
             zf.writestr(f"seg_runtime/{STATS_ENTRY}", json.dumps(post))
@@ -155,7 +155,7 @@ def resolve_backend(requested: str) -> str:
     raise ImportError(f"this solution runs on {' or '.join(candidates)}: {'; '.join(missing)}")
 
 
-def open_runner(backend: str, deploy: dict, settings: dict):
+def open_runner(backend: str, deploy, settings: dict):
     """The runner of the archive's model on ``backend`` (``tensorrt`` or ``onnxruntime``)."""
     model = _read(MODEL_ENTRY)
     if backend == "onnxruntime":
@@ -168,7 +168,7 @@ def open_runner(backend: str, deploy: dict, settings: dict):
     cache_dir = os.path.dirname(os.path.abspath(sys.argv[0]))
     return TrtRunner(
         _read(FLOAT_MODEL_ENTRY) or model,
-        deploy["input_shape"],
+        deploy.input_shape,
         cache_dir=cache_dir if os.access(cache_dir, os.W_OK) else None,
         engine=_read(ENGINE_ENTRY),
         engine_name=settings.get("engine"),
@@ -190,6 +190,7 @@ def main(argv: Optional[List[str]] = None) -> float:
 
     import cv2
 
+    from .files import DeployInfo
     from .media import IMAGE_EXTS, SkipReport, read_images
     from .postprocess import PostProcessor
     from .predictor import SegPredictor
@@ -197,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> float:
     deploy_json = _read(DEPLOY_ENTRY)
     if _read(MODEL_ENTRY) is None or deploy_json is None:
         raise FileNotFoundError("this archive holds no model (build it with package_solution)")
-    deploy = json.loads(deploy_json)
+    deploy = DeployInfo.from_dict(json.loads(deploy_json), DEPLOY_ENTRY)
     settings = json.loads(_read(SETTINGS_ENTRY) or b'{"backend": "onnxruntime"}')
     post, post_data = None, _read(STATS_ENTRY)
     if post_data:

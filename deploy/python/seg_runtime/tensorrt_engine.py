@@ -78,7 +78,7 @@ def stale_engines(cache_dir: str, wanted: str) -> List[str]:
     return stale
 
 
-def calibration_batches(deploy: dict, folder: str, count: int = CALIB_BATCHES):
+def calibration_batches(deploy, folder: str, count: int = CALIB_BATCHES):
     """Up to ``count`` images of ``folder`` preprocessed as the export's input, one per batch.
 
     Raises:
@@ -87,8 +87,8 @@ def calibration_batches(deploy: dict, folder: str, count: int = CALIB_BATCHES):
     from .media import list_images, read_image
     from .preprocess import Preprocessor, resize_to_input
 
-    preprocessor = Preprocessor(deploy.get("transforms") or [])
-    shape = [int(v) for v in deploy["input_shape"]]
+    preprocessor = Preprocessor(deploy.transforms)
+    shape = deploy.input_shape
     batches = []
     for path in list_images(folder)[:count]:
         chw, _ = preprocessor(read_image(path))

@@ -51,7 +51,6 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.serving import make_server
 
-from .backends import OrtRunner
 from .cli import add_backend_args, add_postprocess_args, backend_options, postprocessor
 from .files import load_deploy
 from .media import (
@@ -187,28 +186,19 @@ def open_models(
     """Opens each export directory with ``backend`` and ``runner_options`` (see
     :func:`~seg_runtime.backends.create_runner`); one picker entry per model in it.
 
-    An export quantized to INT8 keeps its float model (onnxruntime: ``onnx_float_model``;
-    Paddle Lite: ``lite_model`` next to ``lite_int8_model``), so it gives two entries,
-    ``NAME (INT8)`` and ``NAME (float)``, to compare with each other.
+    An export quantized to INT8 keeps its float model (onnxruntime and Paddle Lite alike),
+    so it gives two entries, ``NAME (INT8)`` and ``NAME (float)``, to compare.
 
     Raises:
         FileNotFoundError, ValueError, ImportError: As :class:`SegPredictor`.
     """
     models = []
     for name, model_dir in zip(picker_names(model_dirs), model_dirs):
-        deploy = load_deploy(model_dir)
-        float_onnx = deploy.get("onnx_float_model")
-        if backend == "onnxruntime" and float_onnx and float_onnx != deploy.get("onnx_model"):
-            providers = runner_options.get("providers")
-            runner = OrtRunner(os.path.join(model_dir, float_onnx), threads, providers)
+        fmt = {"onnxruntime": "onnx", "lite": "lite"}.get(backend)
+        if fmt and load_deploy(model_dir).has(fmt, "int8"):
             variants = [
-                ("INT8", SegPredictor(model_dir, backend, threads, providers=providers)),
-                ("float", SegPredictor.from_runner(deploy, runner)),
-            ]
-        elif backend == "lite" and deploy.get("lite_int8_model"):
-            variants = [
-                ("INT8", SegPredictor(model_dir, backend, threads, int8=True)),
-                ("float", SegPredictor(model_dir, backend, threads)),
+                (label, SegPredictor(model_dir, backend, threads, **runner_options, int8=int8))
+                for label, int8 in (("INT8", True), ("float", False))
             ]
         else:
             variants = [("float", SegPredictor(model_dir, backend, threads, **runner_options))]

@@ -6,7 +6,7 @@ Same flags as ``deploy/python/serve.py`` (``--help``); imports no Paddle package
 """
 
 from seg_runtime.cli import run
-from seg_runtime.web import main
+from seg_web.app import main
 
 if __name__ == "__main__":
     run(main)

@@ -7,11 +7,11 @@ Open http://127.0.0.1:8000/ in a browser: pick a model (or two, to compare them)
 image or pick a sample, see the labels, the overlay and the latency; upload a short video
 to get it back as an overlay video. Needs the runtime's packages (``requirements-deploy.txt``)
 and Flask. Listens on 127.0.0.1 unless ``--host`` says otherwise. The page, its API and its
-limits: ``seg_runtime/web.py``.
+limits: the ``seg_web`` package.
 """
 
 from seg_runtime.cli import run
-from seg_runtime.web import main
+from seg_web.app import main
 
 if __name__ == "__main__":
     run(main)

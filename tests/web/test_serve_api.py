@@ -25,9 +25,11 @@ from seg_runtime import (
     load_deploy,
     overlay,
     read_image,
-    web,
 )
 from seg_runtime.postprocess import PostProcessor
+from seg_web import app as web_app
+from seg_web import jobs as web_jobs
+from seg_web import models as web_models
 
 CPU = ["CPUExecutionProvider"]
 MB = 1 << 20
@@ -58,14 +60,14 @@ def exports(runtime_case, int8_export) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def models(exports) -> list[web.DemoModel]:
-    return web.open_models(exports, providers=CPU)
+def models(exports) -> list[web_models.DemoModel]:
+    return web_models.open_models(exports, providers=CPU)
 
 
 @pytest.fixture(scope="module")
 def names(exports) -> dict[str, str]:
     """Picker names: the case's export, and the INT8 and float entries of its quantized copy."""
-    case, quantized = web.picker_names(exports)
+    case, quantized = web_models.picker_names(exports)
     return {"case": case, "int8": f"{quantized} (INT8)", "float": f"{quantized} (float)"}
 
 
@@ -84,7 +86,7 @@ def left_files(root) -> list[str]:
 
 @pytest.fixture
 def client(models, tmp_root):
-    return web.create_app(models, repeats=3).test_client()
+    return web_app.create_app(models, repeats=3).test_client()
 
 
 def post_image(client, content: bytes, filename: str = "image.png", **form):
@@ -109,10 +111,10 @@ def test_the_picker_lists_each_export_with_both_models_of_an_int8_one(client, ex
 
 
 def test_picker_names_tell_the_directories_apart():
-    assert web.picker_names(["out/a/export", "out/b/export"]) == ["a/export", "b/export"]
-    assert web.picker_names(["out/teacher", "out/student"]) == ["teacher", "student"]
+    assert web_models.picker_names(["out/a/export", "out/b/export"]) == ["a/export", "b/export"]
+    assert web_models.picker_names(["out/teacher", "out/student"]) == ["teacher", "student"]
     with pytest.raises(ValueError, match="--model_dir given twice"):
-        web.picker_names(["out/a", "out/./a"])
+        web_models.picker_names(["out/a", "out/./a"])
 
 
 def test_the_page_loads_nothing_from_the_network(client):
@@ -175,11 +177,11 @@ def test_a_sample_with_a_transparent_overlay(client):
     assert (body["width"], body["height"]) == (128, 128)
     assert body["results"][0]["overlay"] == body["input"]  # the same JPEG of the same pixels
     sample = client.get("/api/samples/shapes-2.png")
-    with open(os.path.join(web.SAMPLES_DIR, "shapes-2.png"), "rb") as f:
+    with open(os.path.join(web_app.SAMPLES_DIR, "shapes-2.png"), "rb") as f:
         assert sample.status_code == 200 and sample.data == f.read()
-    assert client.get("/api/samples/..%2Fweb.py").status_code == 404
-    response = client.post("/api/segment", data={"sample": "../web.py"})
-    assert response.status_code == 404 and "no sample named '../web.py'" in response.json["error"]
+    assert client.get("/api/samples/..%2Fapp.py").status_code == 404
+    response = client.post("/api/segment", data={"sample": "../app.py"})
+    assert response.status_code == 404 and "no sample named '../app.py'" in response.json["error"]
 
 
 def _huge_png() -> bytes:
@@ -213,7 +215,7 @@ def test_a_bad_image_gets_a_clear_message_and_the_server_goes_on(
 
 
 def test_uploads_over_the_size_limits_are_refused(models, tmp_root):
-    client = web.create_app(models, max_image_bytes=MB, max_video_bytes=2 * MB).test_client()
+    client = web_app.create_app(models, max_image_bytes=MB, max_video_bytes=2 * MB).test_client()
     response = post_image(client, os.urandom(MB + MB // 2))
     assert response.status_code == 413
     assert response.get_json()["error"].startswith("the image upload is 1.5 MB, over the 1 MB")
@@ -276,7 +278,7 @@ def test_bad_requests_are_named(client, models, names, monkeypatch):
 def test_postprocessing_is_a_toggle(models, runtime_case, tmp_root):
     # Every class but the background is too small to keep: all labels become 0.
     post = PostProcessor.from_stats({"min_pixels": [None] + [10**9] * 5, "exclusive_pairs": []})
-    client = web.create_app(models, postprocess=post, repeats=1).test_client()
+    client = web_app.create_app(models, postprocess=post, repeats=1).test_client()
     assert client.get("/api/models").get_json()["postprocess"] is True
     path = os.path.join(runtime_case, "images", "img0.png")
     expected, _ = SegPredictor(os.path.join(runtime_case, "export"), providers=CPU)(
@@ -304,7 +306,7 @@ def wait_for_job(client, job_id: str, timeout: float = 60) -> dict:
 @pytest.mark.parametrize("fourcc", ["VP80", "none"])
 def test_a_video_comes_back_as_an_overlay(fourcc, client, runtime_case, tmp_root, monkeypatch):
     """VP8 WebM, or one JPEG per frame where OpenCV cannot write VP8 (fourcc 'none')."""
-    monkeypatch.setattr(web, "VIDEO_FOURCC", fourcc)
+    monkeypatch.setattr(web_jobs, "VIDEO_FOURCC", fourcc)
     video = os.path.join(runtime_case, "video.avi")
     predictor = SegPredictor(os.path.join(runtime_case, "export"), providers=CPU)
     palette = color_palette(6)
@@ -371,7 +373,7 @@ def test_cli_errors_are_one_line(tmp_path, runtime_case):
     stats.write_text(json.dumps({"min_pixels": [None, 5, 5], "exclusive_pairs": []}))
     export = os.path.join(runtime_case, "export")
     with pytest.raises(ValueError, match=r"statistics of 3 classes, export predicts 6"):
-        web.main(["--model_dir", export, "--postprocess", str(stats), "--cpu_only"])
+        web_app.main(["--model_dir", export, "--postprocess", str(stats), "--cpu_only"])
 
 
 def test_the_server_runs_without_paddle(server, served_models):

@@ -53,10 +53,6 @@ SOLUTION_BACKENDS = ("auto", "tensorrt", "onnxruntime")
 WARMUP_RUNS = 15  # the challenge's sample solution warms up on 15 images
 
 
-# Runtime modules a solution never runs: the web demo (it also needs Flask).
-NOT_PACKAGED = ("web.py",)
-
-
 def build_solution(
     model_dir: str,
     out: str,
@@ -109,7 +105,7 @@ def build_solution(
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("__main__.py", MAIN)
         for name in sorted(os.listdir(package_dir)):
-            if name.endswith(".py") and name not in NOT_PACKAGED:
+            if name.endswith(".py"):
                 zf.write(os.path.join(package_dir, name), f"seg_runtime/{name}")
         for entry, name in models.items():
             zf.write(os.path.join(model_dir, name), f"seg_runtime/{entry}")

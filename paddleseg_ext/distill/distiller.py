@@ -103,7 +103,7 @@ def _check_param(name: str, value, where: str) -> None:
 
 
 def _parse_term(entry, index: int, seen: dict) -> TermSpec:
-    where = f"distill.losses[{index}]"
+    where = f"distill.losses.{index}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping like {{type: CWD, student: logits, ...}}")
     loss_type = entry.get("type")
@@ -251,7 +251,7 @@ class Distiller(nn.Layer):
             for side, model in models.items():
                 name = getattr(term, side)
                 if name != LOGITS and name not in layers[side]:
-                    where = f"distill.losses[{i}].{side}"
+                    where = f"distill.losses.{i}.{side}"
                     raise ConfigError(_unknown_layer_message(model, name, where))
         self._taps = {}
         for side in models:
@@ -306,7 +306,7 @@ class Distiller(nn.Layer):
             tapped = self._taps[side].take()
             for i, term in enumerate(self.spec.terms):
                 name = getattr(term, side)
-                where = f"distill.losses[{i}].{side}"
+                where = f"distill.losses.{i}.{side}"
                 if name == LOGITS:
                     value = _as_tensor(outputs[side][0], LOGITS, where)
                     if side == "teacher" and not paddle.is_floating_point(value):

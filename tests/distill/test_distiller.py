@@ -80,25 +80,25 @@ BAD_SECTIONS = [
     ({"teacher": {"config": "C", "model_path": "W"}, "losses": []},
      "distill.losses: expected a non-empty list"),
     ({"teacher": {"config": "C", "model_path": "W"}, "losses": ["CWD"]},
-     r"distill.losses\[0\]: expected a mapping"),
+     r"distill.losses.0: expected a mapping"),
     ({"teacher": {"config": "C", "model_path": "W"}, "losses": [CWD_LOGITS | {"type": "CWX"}]},
-     r"distill.losses\[0\].type: unknown loss 'CWX'; expected one of CWD, CGD, PKL, NFD, KD"),
+     r"distill.losses.0.type: unknown loss 'CWX'; expected one of CWD, CGD, PKL, NFD, KD"),
     ({"teacher": {"config": "C", "model_path": "W"}, "losses": [CWD_LOGITS | {"temp": 2}]},
-     r"distill.losses\[0\] \(CWD\): unknown key 'temp' \(allowed: type, student, teacher, "
+     r"distill.losses.0 \(CWD\): unknown key 'temp' \(allowed: type, student, teacher, "
      r"weight, tau\)"),
     ({"teacher": {"config": "C", "model_path": "W"},
       "losses": [CWD_LOGITS, CWD_LOGITS | {"type": "CGD", "group_size": 2.5}]},
-     r"distill.losses\[1\].group_size: expected an integer >= 1, got 2.5"),
+     r"distill.losses.1.group_size: expected an integer >= 1, got 2.5"),
     ({"teacher": {"config": "C", "model_path": "W"},
       "losses": [CWD_LOGITS | {"type": "PKL", "k1": 1.5}]},
-     r"distill.losses\[0\].k1: expected a number in \[0, 1\], got 1.5"),
+     r"distill.losses.0.k1: expected a number in \[0, 1\], got 1.5"),
     ({"teacher": {"config": "C", "model_path": "W"}, "losses": [CWD_LOGITS | {"tau": 0}]},
-     r"distill.losses\[0\].tau: expected a number > 0, got 0"),
+     r"distill.losses.0.tau: expected a number > 0, got 0"),
     ({"teacher": {"config": "C", "model_path": "W"}, "losses": [CWD_LOGITS | {"weight": "high"}]},
-     r"distill.losses\[0\].weight: expected a number >= 0, got 'high'"),
+     r"distill.losses.0.weight: expected a number >= 0, got 'high'"),
     ({"teacher": {"config": "C", "model_path": "W"},
       "losses": [{"type": "KD", "teacher": "logits"}]},
-     r"distill.losses\[0\].student: expected 'logits' or a sublayer path"),
+     r"distill.losses.0.student: expected 'logits' or a sublayer path"),
 ]  # fmt: skip
 
 
@@ -134,7 +134,7 @@ def test_a_wrong_layer_path_lists_the_valid_names(tmp_path, teacher_files):
         build_run(cfg)
     message = str(err.value)
     assert message.startswith(
-        "distill.losses[1].student: TopFormerSeg has no sublayer 'backbone.trans'; "
+        "distill.losses.1.student: TopFormerSeg has no sublayer 'backbone.trans'; "
         "closest: backbone.transformer"
     )
     for valid in ("backbone.injections.0", "head", "backbone.transformer.0"):
@@ -143,7 +143,7 @@ def test_a_wrong_layer_path_lists_the_valid_names(tmp_path, teacher_files):
 
 def test_a_layer_returning_several_tensors_is_refused(tmp_path, teacher_files):
     cfg = student_config(tmp_path, teacher_files(), [NFD_INJ | {"teacher": "backbone"}])
-    with pytest.raises(ConfigError, match=r"losses\[0\].teacher: 'backbone' returns 3 tensors"):
+    with pytest.raises(ConfigError, match=r"losses.0.teacher: 'backbone' returns 3 tensors"):
         build_run(cfg)
 
 

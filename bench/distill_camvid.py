@@ -6,9 +6,9 @@ their newest checkpoint):
 1. trains the teacher, TopFormer-Base (``configs/camvid/topformer_base_camvid.yml``), with
    ``tools/train.py`` and evaluates it on val and test with ``tools/val.py``;
 2. trains the student, the LPCVC-style TopFormer-Tiny
-   (``configs/camvid/topformer_tiny288_camvid.yml``), once per method and seed, at equal
+   (``configs/camvid/topformer_tiny_camvid_288.yml``), once per method and seed, at equal
    iterations: without distillation and with the shipped recipes
-   ``topformer_tiny288_camvid_{cwd,cgd,pkl_nfd}.yml`` pointed at that teacher;
+   ``topformer_tiny_camvid_288_{cwd,cgd,pkl_nfd}.yml`` pointed at that teacher;
 3. evaluates every final checkpoint (no selection on val) on val and test and writes
    ``summary.json`` and ``summary.md`` (per run and mean / spread per method, seconds per
    iteration, teacher share, CPU time) in ``--out_dir``.
@@ -41,12 +41,12 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER_CONFIG = "configs/camvid/topformer_base_camvid.yml"
-STUDENT_CONFIG = "configs/camvid/topformer_tiny288_camvid.yml"
+STUDENT_CONFIG = "configs/camvid/topformer_tiny_camvid_288.yml"
 METHODS = {
     "none": STUDENT_CONFIG,
-    "cwd": "configs/camvid/topformer_tiny288_camvid_cwd.yml",
-    "cgd": "configs/camvid/topformer_tiny288_camvid_cgd.yml",
-    "pkl_nfd": "configs/camvid/topformer_tiny288_camvid_pkl_nfd.yml",
+    "cwd": "configs/camvid/topformer_tiny_camvid_288_cwd.yml",
+    "cgd": "configs/camvid/topformer_tiny_camvid_288_cgd.yml",
+    "pkl_nfd": "configs/camvid/topformer_tiny_camvid_288_pkl_nfd.yml",
 }
 # CamVid's size (W, H), its shipped training crop and the student's internal size (H, W).
 IMAGE_WH, CROP_WH, STUDENT_HW = (480, 360), (480, 352), (288, 384)

@@ -3,7 +3,7 @@
 #   - FastSegFormer-E (its student resolution, 256x192 inside the model) against
 #     TopFormer-tiny and PP-MobileSeg-tiny (480x352 crops), each with its own recipe;
 #   - FastSegFormer-E with P&KL + NFD from a trained teacher at the 480x352 crops
-#     (fastsegformer_e_camvid_pkl_nfd.yml) against the same student without distillation.
+#     (fastsegformer_e_camvid_256x192_pkl_nfd.yml) against the same student without distillation.
 # Every final checkpoint is evaluated on val and test (no selection on val), metrics in
 # OUT/<run>/{val,test}.json. Finished runs are skipped, so the script can be re-run.
 #
@@ -24,7 +24,7 @@ CAMVID=${CAMVID:-../shared/data/camvid}
 NFD_WEIGHT=${NFD_WEIGHT:-0.04}
 mkdir -p "$OUT"
 cat >"$OUT/pkl_nfd.yml" <<YAML
-_base_: $PWD/configs/fastsegformer/fastsegformer_e_camvid_pkl_nfd.yml
+_base_: $PWD/configs/fastsegformer/fastsegformer_e_camvid_256x192_pkl_nfd.yml
 distill:
   teacher: {config: $TEACHER_CONFIG, model_path: $TEACHER_WEIGHTS}
   losses:

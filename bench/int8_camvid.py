@@ -42,8 +42,8 @@ from paddleseg_ext.quant import CALIB_METHODS, INT8_FILE, quantize_export
 DEFAULT_MODELS = (
     (
         "topformer_tiny288",
-        "configs/camvid/topformer_tiny288_camvid.yml",
-        "{runs}/topformer_tiny288_camvid/best_model/model.pdparams",
+        "configs/camvid/topformer_tiny_camvid_288.yml",
+        "{runs}/topformer_tiny_camvid_288/best_model/model.pdparams",
         "360",
         "480",
     ),

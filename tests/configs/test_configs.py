@@ -36,7 +36,7 @@ EXPECTED = {
         "topformer_tiny_lpcvc_288.yml",
         "pp_mobileseg_tiny_lpcvc_512.yml",
         "pp_mobileseg_base_lpcvc_512.yml",
-        "distill_cwd_topformer_base512_to_tiny288.yml",
+        "topformer_tiny_lpcvc_288_cwd.yml",
         "deeplabv3_r18_lpcvc_512.yml",
     },
     "camvid": {
@@ -44,10 +44,10 @@ EXPECTED = {
         "topformer_tiny_camvid.yml",
         "topformer_base_camvid.yml",
         "pp_mobileseg_tiny_camvid.yml",
-        "topformer_tiny288_camvid.yml",
-        "topformer_tiny288_camvid_cwd.yml",
-        "topformer_tiny288_camvid_cgd.yml",
-        "topformer_tiny288_camvid_pkl_nfd.yml",
+        "topformer_tiny_camvid_288.yml",
+        "topformer_tiny_camvid_288_cwd.yml",
+        "topformer_tiny_camvid_288_cgd.yml",
+        "topformer_tiny_camvid_288_pkl_nfd.yml",
     },
     "ade20k": {
         "topformer_tiny_ade20k_512.yml",
@@ -60,7 +60,7 @@ EXPECTED = {
         "fastsegformer_e_camvid.yml",
         "fastsegformer_p_camvid.yml",
         "fastsegformer_e_camvid_256x192.yml",
-        "fastsegformer_e_camvid_pkl_nfd.yml",
+        "fastsegformer_e_camvid_256x192_pkl_nfd.yml",
         "fastsegformer_e_lpcvc.yml",
         "fastsegformer_p_lpcvc.yml",
     },
@@ -77,7 +77,7 @@ SLOW = {
     "topformer_base_ade20k_512.yml",
     "pp_mobileseg_base_ade20k_512.yml",
     "topformer_base_camvid.yml",
-    "distill_cwd_topformer_base512_to_tiny288.yml",
+    "topformer_tiny_lpcvc_288_cwd.yml",
     "deeplabv3_r18_lpcvc_512.yml",
 }
 
@@ -241,7 +241,7 @@ def test_config_trains(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["distill_cwd_topformer_base512_to_tiny288.yml", "deeplabv3_r18_lpcvc_512.yml"]
+    "name", ["topformer_tiny_lpcvc_288_cwd.yml", "deeplabv3_r18_lpcvc_512.yml"]
 )
 def test_lpcvc_recipe_trains_exports_packages_and_scores(name, tmp_path, request, capsys):
     """The LPCVC loop on the fixture: train, export ONNX, package solution.pyz, score it."""

@@ -364,7 +364,7 @@ CASES = [
     ),
     pytest.param(
         shipped(
-            "lpcvc/distill_cwd_topformer_base512_to_tiny288.yml",
+            "lpcvc/topformer_tiny_lpcvc_288_cwd.yml",
             loss={"types": [{**MIXED, "coef": [1.0, 0.3], "losses": [{"type": "DiceLos"}]}]},
         ),
         "train",

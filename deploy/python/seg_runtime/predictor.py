@@ -1,7 +1,7 @@
 """Segmentation of BGR images with an exported model: preprocess, run, labels."""
 
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -60,11 +60,14 @@ class SegPredictor:
     @classmethod
     def from_runner(
         cls,
-        deploy: DeployInfo,
+        deploy: Union[DeployInfo, dict],
         runner: Callable[[np.ndarray], np.ndarray],
         postprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     ) -> "SegPredictor":
-        """A predictor over an open runner and the export's :class:`DeployInfo`."""
+        """A predictor over an open runner and the export's :class:`DeployInfo` (or its
+        ``Deploy`` section as a dict)."""
+        if isinstance(deploy, dict):
+            deploy = DeployInfo.from_dict(deploy)
         predictor = cls.__new__(cls)
         predictor._setup(deploy, runner, postprocess)
         return predictor

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import paddle
 
@@ -88,13 +89,21 @@ def load_weights(model: paddle.nn.Layer, path: str, file_name: str = "model.pdpa
 
     Raises:
         FileNotFoundError: ``path`` holds no weights.
+        ValueError: ``paddle.load`` cannot parse the file.
         ConfigError: Missing, unexpected or mis-shaped parameters, named.
     """
     if os.path.isdir(path):
         path = os.path.join(path, file_name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Model weights not found: {path}")
-    state = paddle.load(path)
+    try:
+        state = paddle.load(path)
+    except (ValueError, MemoryError, EOFError, pickle.UnpicklingError) as err:
+        # Paddle says ValueError for most bytes it cannot parse; bytes that look like a
+        # pickle frame reach pickle, which may try to allocate their stated length.
+        raise ValueError(
+            f"`paddle.load` can not parse the file ({type(err).__name__}): {path}"
+        ) from err
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

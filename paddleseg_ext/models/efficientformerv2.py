@@ -44,7 +44,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from .layers import ConvBN, DropPath, resize, resolve_preset, spatial_size
+from .layers import ConvBNAct, DropPath, resize, resolve_preset, spatial_size
 
 # ----------------------------------------------------------------------------------- blocks
 
@@ -148,16 +148,18 @@ class GridAttention(nn.Layer):
         self.num_heads = num_heads
         self.scale = key_dim**-0.5
         value_chs = attn_ratio * key_dim * num_heads
-        self.stride_conv = ConvBN(chs, chs, 3, stride=2, groups=chs) if strided else None
-        self.q = ConvBN(chs, key_dim * num_heads)
-        self.k = ConvBN(chs, key_dim * num_heads)
-        self.v = ConvBN(chs, value_chs)
-        self.v_local = ConvBN(value_chs, value_chs, 3, groups=value_chs)
+        self.stride_conv = (
+            ConvBNAct(chs, chs, 3, stride=2, groups=chs, bias=True) if strided else None
+        )
+        self.q = ConvBNAct(chs, key_dim * num_heads, bias=True)
+        self.k = ConvBNAct(chs, key_dim * num_heads, bias=True)
+        self.v = ConvBNAct(chs, value_chs, bias=True)
+        self.v_local = ConvBNAct(value_chs, value_chs, 3, groups=value_chs, bias=True)
         self.talking_head1 = nn.Conv2D(num_heads, num_heads, 1)
         self.talking_head2 = nn.Conv2D(num_heads, num_heads, 1)
         self.bias = AttentionBias(num_heads, bias_grid)
         self.act = nn.GELU()
-        self.proj = ConvBN(value_chs, chs)
+        self.proj = ConvBNAct(value_chs, chs, bias=True)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """Args:
@@ -212,13 +214,13 @@ class DownsampleAttention(nn.Layer):
         value_chs = attn_ratio * key_dim * num_heads
         self.q_local = nn.Conv2D(in_chs, in_chs, 3, stride=2, padding=1, groups=in_chs)
         self.q_pool = nn.AvgPool2D(1, stride=2)
-        self.q = ConvBN(in_chs, key_dim * num_heads)
-        self.k = ConvBN(in_chs, key_dim * num_heads)
-        self.v = ConvBN(in_chs, value_chs)
-        self.v_local = ConvBN(value_chs, value_chs, 3, stride=2, groups=value_chs)
+        self.q = ConvBNAct(in_chs, key_dim * num_heads, bias=True)
+        self.k = ConvBNAct(in_chs, key_dim * num_heads, bias=True)
+        self.v = ConvBNAct(in_chs, value_chs, bias=True)
+        self.v_local = ConvBNAct(value_chs, value_chs, 3, stride=2, groups=value_chs, bias=True)
         self.bias = AttentionBias(num_heads, bias_grid)
         self.act = nn.GELU()
-        self.proj = ConvBN(value_chs, out_chs)
+        self.proj = ConvBNAct(value_chs, out_chs, bias=True)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         """Args:
@@ -250,9 +252,9 @@ class ConvFFN(nn.Layer):
 
     def __init__(self, chs: int, hidden_chs: int) -> None:
         super().__init__()
-        self.fc1 = ConvBN(chs, hidden_chs)
-        self.mid = ConvBN(hidden_chs, hidden_chs, 3, groups=hidden_chs)
-        self.fc2 = ConvBN(hidden_chs, chs)
+        self.fc1 = ConvBNAct(chs, hidden_chs, bias=True)
+        self.mid = ConvBNAct(hidden_chs, hidden_chs, 3, groups=hidden_chs, bias=True)
+        self.fc2 = ConvBNAct(hidden_chs, chs, bias=True)
         self.act = nn.GELU()
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -318,7 +320,7 @@ class Downsample(nn.Layer):
 
     def __init__(self, in_chs: int, out_chs: int, attn: nn.Layer | None = None) -> None:
         super().__init__()
-        self.conv = ConvBN(in_chs, out_chs, 3, stride=2)
+        self.conv = ConvBNAct(in_chs, out_chs, 3, stride=2, bias=True)
         self.attn = attn
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -461,9 +463,9 @@ class EfficientFormerV2Backbone(nn.Layer):
         widths = cfg.widths
         grid3, grid4, down_grid = cfg.bias_grids
         stem = nn.Sequential(
-            ConvBN(in_channels, widths[0] // 2, 3, stride=2),
+            ConvBNAct(in_channels, widths[0] // 2, 3, stride=2, bias=True),
             nn.GELU(),
-            ConvBN(widths[0] // 2, widths[0], 3, stride=2),
+            ConvBNAct(widths[0] // 2, widths[0], 3, stride=2, bias=True),
             nn.GELU(),
         )
         down_attn = DownsampleAttention(

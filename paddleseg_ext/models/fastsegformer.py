@@ -33,7 +33,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from .layers import ConvBN, ConvBNAct, resize, resolve_preset, spatial_size
+from .layers import ConvBNAct, resize, resolve_preset, spatial_size
 from .topformer import InvertedResidual, pool_tokens
 
 PyramidKind = Literal["multiscale", "pooling"]
@@ -145,8 +145,8 @@ class FeatureFusion(nn.Layer):
     def __init__(self, skip_chs: int, chs: int) -> None:
         super().__init__()
         self.deep_dw = ConvBNAct(chs, chs, 3, groups=chs, act="relu")
-        self.deep_proj = ConvBN(chs, chs)
-        self.skip_proj = ConvBN(skip_chs, chs)
+        self.deep_proj = ConvBNAct(chs, chs, bias=True)
+        self.skip_proj = ConvBNAct(skip_chs, chs, bias=True)
 
     def forward(self, skip: paddle.Tensor, deep: paddle.Tensor) -> paddle.Tensor:
         """Args:

@@ -71,7 +71,7 @@ def resize(
 
 
 class ConvBNAct(nn.Layer):
-    """Convolution (no bias) + BatchNorm + optional activation, padding `kernel_size // 2`.
+    """Convolution + BatchNorm + optional activation, padding `kernel_size // 2`.
 
     Args:
         in_chs: Input channels.
@@ -82,6 +82,9 @@ class ConvBNAct(nn.Layer):
         act: Activation name applied after the BatchNorm; `identity` for none.
         bn_weight_init: Initial BatchNorm scale. 0 makes a residual branch start as the
             identity (used on attention projections, as TopFormer and SeaFormer do).
+        bias: Give the convolution a bias. Redundant before a BatchNorm, but EfficientFormerV2
+            and FastSegFormer's fusion module have one: their weights and parameter counts
+            need it.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class ConvBNAct(nn.Layer):
         groups: int = 1,
         act: ActName = "identity",
         bn_weight_init: float = 1.0,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2D(
@@ -102,7 +106,7 @@ class ConvBNAct(nn.Layer):
             stride=stride,
             padding=kernel_size // 2,
             groups=groups,
-            bias_attr=False,
+            bias_attr=None if bias else False,
         )
         self.bn = nn.BatchNorm2D(
             out_chs,
@@ -217,38 +221,3 @@ def resolve_preset(presets: dict[str, Any], preset: str | Any, family: str, **ov
             raise KeyError(f"unknown {family} preset {preset!r}; known: {list(presets)}")
         preset = presets[preset]
     return dataclasses.replace(preset, **overrides)
-
-
-class ConvBN(nn.Layer):
-    """Convolution with a bias + BatchNorm, padding `kernel_size // 2`, no activation.
-
-    The layout of EfficientFormerV2 and of FastSegFormer's fusion module, whose published
-    weights carry a convolution bias before the BatchNorm (:class:`ConvBNAct` has none).
-    The bias is redundant before a BatchNorm but kept so that those weights load and the
-    published parameter counts are met.
-
-    Args:
-        in_chs: Input channels.
-        out_chs: Output channels.
-        kernel_size: Square kernel size (odd).
-        stride: Convolution stride.
-        groups: Convolution groups (`in_chs` for a depthwise convolution).
-    """
-
-    def __init__(
-        self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, groups: int = 1
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2D(
-            in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups
-        )
-        self.bn = nn.BatchNorm2D(out_chs)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        """Args:
-            x: Tensor of shape (N, in_chs, H, W).
-
-        Returns:
-            Tensor of shape (N, out_chs, ceil(H / stride), ceil(W / stride)).
-        """
-        return self.bn(self.conv(x))

@@ -182,11 +182,12 @@ def test_solution_packs_an_engine_and_rebuilds_it_on_another_release(
     monkeypatch.setattr(sys, "argv", [str(pyz)])
     settings = {"backend": "tensorrt", "engine": engine.name}
     trt.builds.clear()
-    used = open_runner("tensorrt", model[1], settings)
+    onnx = entries[f"seg_runtime/{solution_module.MODEL_ENTRY}"]
+    used = open_runner("tensorrt", onnx, model[1], settings)
     assert trt.builds == [] and used.precision == "fp16"
     trt.set_version("10.3.0.26")
     capfd.readouterr()
-    rebuilt = open_runner("tensorrt", model[1], settings)
+    rebuilt = open_runner("tensorrt", onnx, model[1], settings)
     assert trt.builds == [("10.3.0.26", "fp16")] and rebuilt.tensor_api
     assert "is for TensorRT 8.2.1.8" in capfd.readouterr().err
     assert list(tmp_path.glob("model.fp16.trt10.3.0.26.*.engine"))  # cached beside the .pyz

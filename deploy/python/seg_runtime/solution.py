@@ -151,9 +151,9 @@ def resolve_backend(requested: str) -> str:
     raise ImportError(f"this solution runs on {' or '.join(candidates)}: {'; '.join(missing)}")
 
 
-def open_runner(backend: str, deploy, settings: dict):
-    """The runner of the archive's model on ``backend`` (``tensorrt`` or ``onnxruntime``)."""
-    model = _read(MODEL_ENTRY)
+def open_runner(backend: str, model: bytes, deploy, settings: dict):
+    """The runner of the archive's ``model`` on ``backend`` (``tensorrt`` or
+    ``onnxruntime``)."""
     if backend == "onnxruntime":
         from .backends import OrtRunner
 
@@ -191,8 +191,8 @@ def main(argv: Optional[List[str]] = None) -> float:
     from .postprocess import PostProcessor
     from .predictor import SegPredictor
 
-    deploy_json = _read(DEPLOY_ENTRY)
-    if _read(MODEL_ENTRY) is None or deploy_json is None:
+    model, deploy_json = _read(MODEL_ENTRY), _read(DEPLOY_ENTRY)
+    if model is None or deploy_json is None:
         raise FileNotFoundError("this archive holds no model (build it with package_solution)")
     deploy = DeployInfo.from_dict(json.loads(deploy_json), DEPLOY_ENTRY)
     settings = json.loads(_read(SETTINGS_ENTRY) or b'{"backend": "onnxruntime"}')
@@ -202,7 +202,7 @@ def main(argv: Optional[List[str]] = None) -> float:
         post = PostProcessor.from_stats(spec["stats"], spec["factor"], spec["background"])
     if not os.path.isdir(args.input):
         raise FileNotFoundError(f"input folder not found: {args.input}")
-    runner = open_runner(resolve_backend(settings["backend"]), deploy, settings)
+    runner = open_runner(resolve_backend(settings["backend"]), model, deploy, settings)
     predictor = SegPredictor.from_runner(deploy, runner, post)
 
     names = sorted(n for n in os.listdir(args.input) if n.lower().endswith(IMAGE_EXTS))

@@ -9,7 +9,7 @@ run:
 2. evaluates both ONNX models with onnxruntime on the val set: each preprocessed val image
    is resized to the input size, the output labels are brought back to the label size with
    nearest-neighbour resizing, and ``paddleseg_ext.metrics`` accumulates the confusion
-   matrix (label 255 ignored);
+   matrix (label 255 ignored) through ``seg_runtime.evaluate_export``;
 3. times both models on the first val image, interleaved run by run (so that load from
    other processes hits both alike), after warm-up runs; median and 90th percentile.
 
@@ -29,8 +29,14 @@ import tempfile
 import time
 
 import numpy as np
-from seg_runtime import OrtRunner, resize_to_input, summarize_ms, time_interleaved, to_labels
-from seg_runtime.metrics import SegMetricAccumulator, resize_nearest
+from seg_runtime import (
+    OrtRunner,
+    evaluate_export,
+    resize_to_input,
+    summarize_ms,
+    time_interleaved,
+    to_labels,
+)
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, dataset_info, load_config
@@ -85,38 +91,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def evaluate_onnx(
     runners: dict[str, OrtRunner], cfg, shape: list[int], max_images: int | None
 ) -> dict[str, dict]:
-    """mIoU, accuracy and per-class IoU of each runner on the config's val set."""
+    """mIoU, accuracy, per-class IoU and agreement with the float model on the val set."""
     num_classes, ignore_index, _ = dataset_info(cfg, "val")
     dataset = build(cfg).val_dataset
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    accs = {name: SegMetricAccumulator(num_classes, ignore_index) for name in runners}
-    agree = {name: 0.0 for name in runners}
-    for i in range(count):
-        item = dataset[i]
-        img = np.asarray(item["img"], dtype=np.float32)
-        label = np.asarray(item["label"]).astype(np.int64).reshape(item["label"].shape[-2:])
-        img = resize_to_input(img, shape)
-        preds = {}
-        for name, runner in runners.items():
-            pred = to_labels(runner(img[np.newaxis]))[0]
-            if pred.shape != label.shape:
-                pred = resize_nearest(pred, label.shape)
-            accs[name].update(pred, label)
-            preds[name] = pred
-        first = next(iter(preds.values()))
-        for name, pred in preds.items():
-            agree[name] += float((pred == first).mean()) / count
-    results = {}
-    for name, acc in accs.items():
-        m = acc.compute()
-        results[name] = {
-            "mIoU": float(m["mIoU"]),
-            "Acc": float(m["Acc"]),
-            "class_IoU": [float(v) for v in m["class_IoU"]],
-            "label_agreement_vs_float": agree[name],
-            "images": count,
-        }
-    return results
+
+    def samples():
+        for i in range(count):
+            item = dataset[i]
+            img = resize_to_input(np.asarray(item["img"], dtype=np.float32), shape)
+            yield img[np.newaxis], np.asarray(item["label"]).reshape(item["label"].shape[-2:])
+
+    models = {name: (lambda x, r=runner: to_labels(r(x))) for name, runner in runners.items()}
+    report = evaluate_export(models, samples(), num_classes, ignore_index)
+    first = next(iter(runners))
+    for name, metrics in report["models"].items():
+        pair = report["agreement"].get(f"{name} vs {first}", {"mean": 1.0})
+        metrics["label_agreement_vs_float"] = pair["mean"]
+    return report["models"]
 
 
 def time_runners(runners: dict[str, OrtRunner], x: np.ndarray, repeats: int) -> dict[str, dict]:

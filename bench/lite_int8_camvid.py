@@ -26,8 +26,7 @@ import tempfile
 import time
 
 import numpy as np
-from seg_runtime import Preprocessor, resize_to_input
-from seg_runtime.metrics import SegMetricAccumulator, resize_nearest
+from seg_runtime import Preprocessor, evaluate_export, read_image, resize_to_input
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, dataset_info, load_config
@@ -57,18 +56,10 @@ def val_inputs(cfg, shape: list[int], max_images: int | None):
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     inputs, labels = [], []
     for image_path, label_path in dataset.file_list[:count]:
-        chw, _ = preprocess(cv2.imread(image_path, cv2.IMREAD_COLOR))
+        chw, _ = preprocess(read_image(image_path))
         inputs.append(resize_to_input(chw, shape)[np.newaxis])
         labels.append(cv2.imread(label_path, cv2.IMREAD_GRAYSCALE).astype(np.int64))
     return np.stack(inputs), labels
-
-
-def score(predictions: np.ndarray, labels: list[np.ndarray], num_classes: int, ignore: int):
-    acc = SegMetricAccumulator(num_classes, ignore)
-    for pred, label in zip(predictions, labels, strict=True):
-        acc.update(resize_nearest(pred.reshape(pred.shape[-2:]), label.shape), label)
-    metrics = acc.compute()
-    return {"mIoU": float(metrics["mIoU"]), "Acc": float(metrics["Acc"])}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -88,6 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
         )  # fmt: skip
     seconds = time.time() - start
     predicted = result["eval_labels"]
+    models = {name: predicted[name].__getitem__ for name in ("float", "int8")}
+    scores = evaluate_export(models, enumerate(labels), num_classes, ignore_index)
     report = {
         "config": args.config,
         "model_path": args.model_path,
@@ -95,9 +88,9 @@ def main(argv: list[str] | None = None) -> dict:
         "calib_images": args.calib_images,
         "algo": LITE_ALGOS[args.calib_method],
         "val_images": len(labels),
-        "float": score(predicted["float"], labels, num_classes, ignore_index),
-        "int8": score(predicted["int8"], labels, num_classes, ignore_index),
-        "label_agreement": float((predicted["float"] == predicted["int8"]).mean()),
+        "float": scores["models"]["float"],
+        "int8": scores["models"]["int8"],
+        "label_agreement": scores["agreement"]["int8 vs float"]["mean"],
         "kernels": result["int8_kernels"],
         "side_env_seconds": seconds,
     }

@@ -42,7 +42,7 @@ import sys
 import cv2
 import numpy as np
 import paddle
-from seg_runtime import OrtRunner, summarize_ms, time_interleaved
+from seg_runtime import OrtRunner, evaluate_export, summarize_ms, time_interleaved
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, load_config
@@ -191,40 +191,17 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def miou(pred: list[np.ndarray], gt: list[np.ndarray], num_classes: int) -> float:
-    """Mean IoU over the classes present in the ground truth or the predictions."""
-    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for p, g in zip(pred, gt, strict=True):
-        conf += np.bincount(
-            g.ravel().astype(np.int64) * num_classes + p.ravel(), minlength=num_classes**2
-        ).reshape(num_classes, num_classes)
-    inter = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - inter
-    return float((inter[union > 0] / union[union > 0]).mean())
-
-
 def part_labels(args: argparse.Namespace, models: dict, onnx: dict, data: tuple) -> dict:
     images, gts = data
     runners = {name: OrtRunner(path, 2, ["CPUExecutionProvider"]) for name, path in onnx.items()}
-    labels = {name: [] for name in runners}
-    for x in images:
-        for name, runner in runners.items():
-            labels[name].append(runner(x).reshape(args.size, args.size))
-    result: dict = {"images": len(images), "size": args.size}
-    result["agreement"] = {
-        f"{fast} vs {ref}": float(
-            np.mean([(a == b).mean() for a, b in zip(labels[fast], labels[ref], strict=True)])
-        )
-        for fast, ref in PAIRS
-    }
-    result["agreement_min_image"] = {
-        f"{fast} vs {ref}": float(
-            min((a == b).mean() for a, b in zip(labels[fast], labels[ref], strict=True))
-        )
-        for fast, ref in PAIRS
-    }
     num_classes = models["ours_full"][0].num_classes
-    result["miou"] = {name: miou(pred, gts, num_classes) for name, pred in labels.items()}
+    scores = evaluate_export(runners, zip(images, gts, strict=True), num_classes, None, PAIRS)
+    result: dict = {"images": len(images), "size": args.size}
+    result["agreement"] = {pair: v["mean"] for pair, v in scores["agreement"].items()}
+    result["agreement_min_image"] = {
+        pair: v["min_image"] for pair, v in scores["agreement"].items()
+    }
+    result["miou"] = {name: m["mIoU"] for name, m in scores["models"].items()}
     result["gt_classes"] = stats([len(np.unique(g)) for g in gts])
     for family in ("mobileseg", "ours"):
         model = models[f"{family}_full"][0]

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 import cv2
+import fuzz_inputs as bench  # bench/ is on the tests' path (pyproject.toml)
 import numpy as np
 import pytest
 import yaml
@@ -31,10 +32,6 @@ from seg_runtime.cli import run as runtime_run
 from seg_runtime.headers import image_format, image_size
 
 from paddleseg_ext.core.data import SampleError, load_sample
-
-_spec = importlib.util.spec_from_file_location("fuzz_bench", REPO / "bench" / "fuzz_inputs.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
 
 CORPUS = bench.seed_corpus()
 CORPUS_NAMES = sorted(CORPUS)

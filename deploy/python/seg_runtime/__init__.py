@@ -10,6 +10,7 @@ reverse.
 """
 
 from .backends import BACKENDS, LiteRunner, OrtRunner, PaddleRunner, create_runner
+from .evaluate import evaluate_export
 from .files import DEPLOY_FILE, DeployInfo, ExportFiles, load_deploy
 from .media import (
     IMAGE_EXTS,
@@ -52,6 +53,7 @@ __all__ = [
     "color_palette",
     "colorize",
     "create_runner",
+    "evaluate_export",
     "format_perf",
     "iter_inputs",
     "legend",

@@ -101,3 +101,53 @@ def test_uniform_logits_interpolate_nothing():
     logits[2] = 1.0
     assert mixed_fraction(logits, (40, 50)) == 0.0
     assert (exact_labels(logits, (40, 50)) == 2).all()
+
+
+MANY_SIZES = [(97, 131), (360, 480), (5, 7), (12, 10)]
+
+
+@pytest.mark.parametrize("classes", [40, 150])
+def test_many_classes_equal_full_upsampling(classes, monkeypatch):
+    """Columns with one, two and more candidate classes (the last through every class):
+    smooth fields where a few classes lead, plus noise that brings many close."""
+    from seg_runtime import labelhead
+
+    rng = np.random.default_rng(classes)
+    smooth = rng.standard_normal((classes, 3, 3)).astype(np.float32)
+    smooth = np.stack([cv2_resize(c, (11, 9)) for c in smooth]) * 4
+    calls = []
+    loop = labelhead._interpolated_argmax
+    monkeypatch.setattr(
+        labelhead, "_interpolated_argmax", lambda *a: calls.append(a[0].shape[1]) or loop(*a)
+    )
+    for noise in (0.05, 1.0):
+        logits = smooth + noise * rng.standard_normal(smooth.shape).astype(np.float32)
+        for size in MANY_SIZES:
+            full = upsample_logits(logits, size).argmax(axis=0)
+            assert np.array_equal(exact_labels(logits, size), full), (noise, size)
+    assert calls, "no column had more than two candidate classes"
+
+
+def test_near_ties_within_rounding_equal_full_upsampling():
+    """Two classes an ulp apart at every source pixel: the candidate bounds must keep both."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((5, 8, 8)).astype(np.float32)
+    logits[3] = np.nextafter(logits[1], rng.choice([-np.inf, np.inf], (8, 8)).astype(np.float32))
+    logits[[0, 2, 4]] -= 10  # classes 1 and 3 lead everywhere
+    assert set(np.unique(logits.argmax(axis=0))) == {1, 3}
+    for size in [(97, 131), (64, 64), (13, 5)]:
+        full = upsample_logits(logits, size).argmax(axis=0)
+        assert np.array_equal(exact_labels(logits, size), full), size
+        assert mixed_fraction(logits, size) > 0.5
+
+
+def cv2_resize(plane: np.ndarray, size_wh) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(plane, size_wh, interpolation=cv2.INTER_CUBIC)
+
+
+def test_one_class_is_label_zero_everywhere():
+    logits = np.random.default_rng(0).standard_normal((1, 4, 5)).astype(np.float32)
+    assert mixed_fraction(logits, (9, 11)) == 0.0
+    assert (exact_labels(logits, (9, 11)) == 0).all()

@@ -2,23 +2,28 @@
 
 For each model (the LPCVC student, TopFormer-tiny and PP-MobileSeg-tiny on LPCVC, 14 classes,
 1x3x512x512, random weights; ``student_vim``: the student exported with valid-class
-interpolation) and each thread count, one run times, interleaved run by run:
+interpolation; ``student_exact``: with ``--output_op exact``, low-resolution logits out and
+the labels made by the runtime) and each thread count, one run times, interleaved run by run:
 
 - ``before``: the runtime given by ``--baseline_runtime`` (a ``deploy/python`` folder of an
   older checkout, e.g. ``git archive HEAD deploy/python | tar -x -C /tmp/base``) on the
   graph as paddle2onnx writes it (``optimize_onnx=False``);
 - ``after``: this checkout's runtime on the optimised graph (``optimize_onnx=True``);
+- ``raw``: this checkout's runtime on paddle2onnx's graph (the backends that read ONNX);
 
-each with onnxruntime and Paddle Inference, model only (``runner(x)``) and end to end (a
-512x512 BGR uint8 image in, labels at the image size out: ``SegPredictor``); ``--together``
-interleaves all the models of ``--models`` in one run. The script also measures the
-machine's float32 peak (a 2048^3 matrix product, numpy/OpenBLAS and onnxruntime/MLAS, on
-1 and 2 threads), counts each model's FLOPs (mmcv convention: one per multiply-add,
-``paddleseg_ext.models.complexity``) and prints the achieved GFLOP/s (2 per multiply-add)
-and the FLOP lower bound. ``--profile`` adds onnxruntime's per-op profile of the graph
-before and after, summed by op type; ``--ort_options`` times the runtime's onnxruntime
-session options against single changes of them (``ORT_OPTION_VARIANTS``) on the optimised
-graph.
+each with the backends of ``--backends`` (onnxruntime, Paddle Inference, OpenVINO in
+float32, and ``openvino_native``: OpenVINO at its default precision, bfloat16 where the CPU
+has it), model only (``runner(x)``) and end to end (a 512x512 BGR uint8 image in, labels at
+the image size out: ``SegPredictor``; the image is the first CamVid test image resized to
+512x512 when ``../shared/data/camvid`` is there, else random pixels: the exact head's work
+depends on the image); ``--together`` interleaves all the models of ``--models`` in one run.
+The script also measures the machine's float32 peak (a 2048^3 matrix product,
+numpy/OpenBLAS and onnxruntime/MLAS, on 1 and 2 threads), counts each model's FLOPs (mmcv
+convention: one per multiply-add, ``paddleseg_ext.models.complexity``) and prints the
+achieved GFLOP/s (2 per multiply-add) and the FLOP lower bound. ``--profile`` adds
+onnxruntime's per-op profile of the graph before and after, summed by op type;
+``--ort_options`` times the runtime's onnxruntime session options against single changes of
+them (``ORT_OPTION_VARIANTS``) on the optimised graph.
 
 Exports are written to ``--work_dir`` (reused when present), so that the timing alone can
 run under a lock:
@@ -39,9 +44,10 @@ import sys
 import time
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import paddle
-from seg_runtime import OrtRunner, SegPredictor, load_deploy, summarize_ms
+from seg_runtime import OrtRunner, SegPredictor, load_deploy, read_image, summarize_ms
 from seg_runtime.backends import ort_session_options
 from seg_runtime.timing import time_runs
 
@@ -57,8 +63,17 @@ MODELS = {
     "topformer": ("configs/lpcvc/topformer_tiny_lpcvc_512.yml", "argmax"),
     "mobileseg": ("configs/lpcvc/pp_mobileseg_tiny_lpcvc_512.yml", "argmax"),
     "student_vim": ("configs/lpcvc/topformer_tiny_lpcvc_288.yml", "vim"),
+    "student_exact": ("configs/lpcvc/topformer_tiny_lpcvc_288.yml", "exact"),
 }
+BACKENDS = ("onnxruntime", "paddle", "openvino", "openvino_native")
+# Backends that read the ONNX model, and so also run paddle2onnx's graph ("raw"); Paddle
+# Inference runs the same Paddle program in both exports.
+ONNX_BACKENDS = ("onnxruntime", "openvino", "openvino_native")
 SHAPE = [1, 3, 512, 512]
+CAMVID_TEST = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "camvid", "images",
+    "test",
+)  # fmt: skip
 PEAK_SIZE = 2048
 # Single changes to the runtime's onnxruntime session options (``OrtRunner``), by name.
 ORT_OPTION_VARIANTS = {
@@ -190,24 +205,54 @@ def interleave(runs: dict[str, Callable[[], object]], warmup: int, repeats: int)
 
 
 def test_image() -> np.ndarray:
-    """The end-to-end input: a random 512x512 BGR uint8 image (fixed seed)."""
+    """The end-to-end input: the first CamVid test image at 512x512, else random pixels."""
+    if os.path.isdir(CAMVID_TEST):
+        image = read_image(os.path.join(CAMVID_TEST, sorted(os.listdir(CAMVID_TEST))[0]))
+        return cv2.resize(image, (SHAPE[3], SHAPE[2]), interpolation=cv2.INTER_AREA)
     return np.random.default_rng(0).integers(0, 256, (SHAPE[2], SHAPE[3], 3), dtype=np.uint8)
 
 
+def open_runner(runtime, directory: str, backend: str, threads: int):
+    """``runtime.create_runner``; ``openvino_native``: OpenVINO at its own default precision
+    (bfloat16 on CPUs with AVX512-BF16 or AMX) instead of the runtime's float32."""
+    if backend != "openvino_native":
+        return runtime.create_runner(directory, backend, threads)
+    from seg_runtime.backends import OvRunner
+
+    onnx_file = os.path.join(directory, load_deploy(directory).model_file("onnx"))
+    return OvRunner(onnx_file, threads, precision=None)
+
+
 def bench_models(
-    exports: dict[str, dict[str, str]], threads: int, baseline, warmup: int, repeats: int
+    exports: dict[str, dict[str, str]],
+    threads: int,
+    baseline,
+    warmup: int,
+    repeats: int,
+    backends: list[str],
 ) -> dict[str, dict]:
-    """Median/p90 of every (model, stage, backend, scope) variant at ``threads``, interleaved."""
+    """Median/p90 of every (model, stage, backend, scope) variant at ``threads``, interleaved.
+
+    Stages: ``after`` (this runtime, the optimised export), ``raw`` (this runtime on
+    paddle2onnx's graph, ONNX backends only) and, with a baseline runtime, ``before`` (it on
+    paddle2onnx's graph).
+    """
     image = test_image()
-    runtimes = {"after": sys.modules["seg_runtime"]}
+    current = sys.modules["seg_runtime"]
+    stages = {"after": (current, "after"), "raw": (current, "before")}
     if baseline is not None:
-        runtimes["before"] = baseline
+        stages["before"] = (baseline, "before")
     runs = {}
     for model, dirs in exports.items():
-        for stage, runtime in runtimes.items():
-            for backend in ("onnxruntime", "paddle"):
-                runner = runtime.create_runner(dirs[stage], backend, threads)
-                predictor = runtime.SegPredictor.from_runner(load_deploy(dirs[stage]), runner)
+        for stage, (runtime, export_stage) in stages.items():
+            for backend in backends:
+                if stage == "raw" and backend not in ONNX_BACKENDS:
+                    continue
+                if stage == "before" and backend not in runtime.BACKENDS:
+                    continue
+                runner = open_runner(runtime, dirs[export_stage], backend, threads)
+                deploy = load_deploy(dirs[export_stage])
+                predictor = runtime.SegPredictor.from_runner(deploy, runner)
                 x = np.ascontiguousarray(predictor.preprocess(image))
                 runs[f"{model}/{stage}/{backend}/model"] = lambda r=runner, x=x: r(x)
                 runs[f"{model}/{stage}/{backend}/e2e"] = lambda p=predictor: p(image)
@@ -254,6 +299,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models", default=",".join(MODELS), help="Comma list of " + ",".join(MODELS)
     )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--backends", default="onnxruntime,paddle", help="Comma list of " + ",".join(BACKENDS)
+    )
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--baseline_runtime", help="deploy/python folder of the 'before' runtime")
@@ -274,6 +322,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown --models {unknown}; choose from {', '.join(MODELS)}")
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in args.backends if b not in BACKENDS]
+    if unknown:
+        parser.error(f"unknown --backends {unknown}; choose from {', '.join(BACKENDS)}")
     return args
 
 
@@ -298,7 +350,9 @@ def main(argv: list[str] | None = None) -> dict:
         for threads in args.threads:
             peak = max(report["peak"][threads].values())
             chosen = {m: exports[m] for m in group}
-            stats = bench_models(chosen, threads, baseline, args.warmup, args.repeats)
+            stats = bench_models(
+                chosen, threads, baseline, args.warmup, args.repeats, args.backends
+            )
             for key, s in stats.items():
                 model, stage, backend, scope = key.split("/")
                 flop = 2.0 * report["flops"][model]

@@ -69,6 +69,7 @@ def describe_machine(runner=None) -> str:
         "paddle": "paddle",
         "lite": "paddlelite",
         "tensorrt": "tensorrt",
+        "openvino": "openvino",
     }.get(name)
     version = ""
     if module:

@@ -37,15 +37,17 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..models.interpolation import (
+    COORDINATE_MODES,
+    RESIZE_MAX_MACS,
+    interpolation_matrix,
+    resize_macs,
+)
+
 # Output rows per band of the label head. On the LPCVC student (512 x 512, 14 classes), bands
 # of 32, 64 and 128 rows measured alike, and one band of all 512 rows (14.7 MB of scores
 # written by the MatMul, then read by the ArgMax) was slower.
 LABEL_HEAD_BAND_ROWS = 64
-# A small bilinear Resize (TopFormer's injection of the 1/64 global tokens into the 1/8 map)
-# becomes two MatMuls when they cost at most this many multiply-adds per output value:
-# onnxruntime's Resize spends several cycles per output value in a scalar loop, MLAS's GEMM
-# does several multiply-adds per cycle.
-RESIZE_MAX_MACS = 32
 # onnxruntime's CPU provider runs these in MLAS's channel-blocked layout (NCHWc), and keeps
 # that layout through the second group when all their inputs have it (:func:`_blocked_layout`).
 _NCHWC_SOURCES = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
@@ -53,42 +55,6 @@ _NCHWC_KEEPERS = ("Add", "Sum", "Mul", "Concat", "Relu", "Clip", "Sigmoid", "Har
 # Marks the names of the MatMul nodes that interpolate (quantization leaves them in float:
 # their weights are interpolation coefficients, and int8 would move the labels' borders).
 INTERPOLATION_MATMUL = "/interpolation_matmul"
-# Resize coordinate modes the interpolation matrices reproduce.
-_COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
-
-
-def interpolation_matrix(size_in: int, size_out: int, mode: str = "half_pixel") -> np.ndarray:
-    """The (size_out, size_in) matrix of 1-D linear interpolation as ONNX ``Resize`` does it.
-
-    Source coordinates outside [0, size_in - 1] are clamped to the border, as onnxruntime's
-    ``Resize`` (linear) and Paddle's ``bilinear_interp`` do.
-
-    Args:
-        size_in: Input length.
-        size_out: Output length.
-        mode: ``coordinate_transformation_mode`` of the ``Resize`` (see ``_COORDINATE_MODES``).
-    """
-    if mode not in _COORDINATE_MODES:
-        raise ValueError(f"unsupported coordinate_transformation_mode {mode!r}")
-    i = np.arange(size_out, dtype=np.float64)
-    scale = size_out / size_in
-    if mode == "align_corners":
-        x = i * (size_in - 1) / (size_out - 1) if size_out > 1 else np.zeros_like(i)
-    elif mode == "asymmetric":
-        x = i / scale
-    elif mode == "pytorch_half_pixel" and size_out == 1:
-        x = np.zeros_like(i)
-    else:
-        x = (i + 0.5) / scale - 0.5
-    x = np.clip(x, 0, size_in - 1)
-    low = np.floor(x).astype(np.int64)
-    high = np.minimum(low + 1, size_in - 1)
-    frac = x - low
-    matrix = np.zeros((size_out, size_in), dtype=np.float64)
-    rows = np.arange(size_out)
-    np.add.at(matrix, (rows, low), 1 - frac)
-    np.add.at(matrix, (rows, high), frac)
-    return matrix.astype(np.float32)
 
 
 def _attributes(node: onnx.NodeProto) -> dict:
@@ -214,7 +180,7 @@ def _resize_pattern(
 ) -> tuple[list[int], list[int], str] | None:
     """(input shape, output shape, coordinate mode) of a Resize the rewrites handle, else None.
 
-    That is a 4-D bilinear Resize without antialiasing, in one of ``_COORDINATE_MODES``, of
+    That is a 4-D bilinear Resize without antialiasing, in one of ``COORDINATE_MODES``, of
     a static batch-1 input to a static size, scaling H and W only.
     """
     if resize.op_type != "Resize" or resize.domain not in ("", "ai.onnx"):
@@ -224,7 +190,7 @@ def _resize_pattern(
     shape = _static_shape(values.get(resize.input[0]))
     if (
         attrs.get("mode") != "linear"
-        or mode not in _COORDINATE_MODES
+        or mode not in COORDINATE_MODES
         or attrs.get("antialias", 0)
         or shape is None
         or len(shape) != 4
@@ -326,7 +292,7 @@ def rewrite_small_resizes(model: onnx.ModelProto, max_macs: int = RESIZE_MAX_MAC
             continue
         shape, size, mode = pattern
         (h, w), (out_h, out_w) = shape[2:], size[2:]
-        macs = (w * h * out_w if w != out_w else 0) / (out_h * out_w) + (h if h != out_h else 0)
+        macs = resize_macs(h, w, out_h, out_w)
         if _is_integer_upsample(shape, size) and node.input[0] in blocked:
             blocked.update(node.output)
             nodes.append(node)

@@ -37,6 +37,7 @@ from seg_runtime import DEPLOY_FILE, DeployInfo, ExportFiles, Preprocessor
 from ..atomic import StagedDirectory
 from ..config import ConfigError, build, dataset_info
 from ..core.checkpoint import load_weights
+from ..models.layers import resizes_as_matmuls
 from . import lite
 from .graph import (
     INPUT_NAME,
@@ -301,25 +302,28 @@ def _write_models(
 ) -> dict[str, str]:
     """Writes the model files of ``names`` into ``directory``; returns them by role."""
     files: dict[str, str] = {}
-    # ONNX is converted from the Paddle program; without "paddle" that stays in a subfolder
-    # (inside the stage, so that a killed run leaves nothing elsewhere).
-    paddle_dir = directory if "paddle" in names else os.path.join(directory, "paddle_program")
-    if "paddle" in names or "onnx" in names:
-        os.makedirs(paddle_dir, exist_ok=True)  # the subfolder; the stage itself exists
-        paddle_files = save_paddle(layer, shape, paddle_dir)
-        if "paddle" in names:
-            files.update(paddle_files)
+    if "paddle" in names:
+        # Paddle Inference runs the program as saved: its small resizes are traced as
+        # interpolation matrix products (``resizes_as_matmuls``).
+        with resizes_as_matmuls():
+            files.update(save_paddle(ExportModel(model, output_op, layer.outputs_labels),
+                                     shape, directory))  # fmt: skip
     if "onnx" in names:
+        # ONNX is converted from the program traced as the model is written (the ONNX
+        # optimisation picks the resizes to rewrite itself), saved in a subfolder of the
+        # stage, so that a killed run leaves nothing elsewhere.
+        program_dir = os.path.join(directory, "onnx_program")
+        os.makedirs(program_dir)
+        program = save_paddle(layer, shape, program_dir)
         convert_onnx(
-            os.path.join(paddle_dir, paddle_files["model"]),
-            os.path.join(paddle_dir, paddle_files["params"]),
+            os.path.join(program_dir, program["model"]),
+            os.path.join(program_dir, program["params"]),
             os.path.join(directory, ExportFiles.ONNX),
             opset,
             optimize=optimize_onnx,
         )
         files["onnx_model"] = ExportFiles.ONNX
-        if paddle_dir != directory:
-            shutil.rmtree(paddle_dir)
+        shutil.rmtree(program_dir)
     if "lite" in names:
         files["lite_model"] = lite.convert_lite(cfg, model, shape, output_op, directory, verify)
     return files

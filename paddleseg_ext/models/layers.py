@@ -6,12 +6,16 @@ in their own file so that each file reads top-down.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+
+from .interpolation import RESIZE_MAX_MACS, interpolation_matrix, resize_macs
 
 ActName = Literal["relu", "relu6", "hardswish", "sigmoid", "hardsigmoid", "identity"]
 
@@ -63,10 +67,42 @@ def spatial_size(x: paddle.Tensor) -> list[int] | paddle.Tensor:
     return paddle.shape(x)[2:]
 
 
+# The cost limit of `resize` as matrix products while `resizes_as_matmuls` is active (0: off).
+# A mutable entry, not a module variable: a second trace by Paddle's dynamic-to-static
+# conversion did not see a module variable changed after the first (its converted `resize`
+# is reused), while it reads the entry's current value.
+_MATMUL_RESIZE = {"max_macs": 0.0}
+
+
+@contextlib.contextmanager
+def resizes_as_matmuls(max_macs: float = RESIZE_MAX_MACS) -> Iterator[None]:
+    """Within the block, `resize` between static sizes that costs at most `max_macs`
+    multiply-adds per output value is computed as two interpolation matrix products
+    (`models.interpolation`). The export traces the Paddle program this way: Paddle's CPU
+    `bilinear_interp` spends about 0.5 ms on each of the LPCVC student's small resizes."""
+    previous, _MATMUL_RESIZE["max_macs"] = _MATMUL_RESIZE["max_macs"], max_macs
+    try:
+        yield
+    finally:
+        _MATMUL_RESIZE["max_macs"] = previous
+
+
 def resize(
     x: paddle.Tensor, size: list[int] | paddle.Tensor, align_corners: bool = False
 ) -> paddle.Tensor:
     """Bilinear resize of a (N, C, H, W) tensor to `size` = (H', W')."""
+    h, w = x.shape[2:]
+    sizes = [h, w, *size] if isinstance(size, (list, tuple)) else []
+    static = bool(sizes) and all(isinstance(v, int) and v > 0 for v in sizes)
+    limit = _MATMUL_RESIZE["max_macs"]
+    if limit and static and resize_macs(h, w, *size) <= limit:
+        mode = "align_corners" if align_corners else "half_pixel"
+        if size[1] != w:
+            cols = paddle.to_tensor(interpolation_matrix(w, size[1], mode))
+            x = paddle.matmul(x, cols, transpose_y=True)
+        if size[0] != h:
+            x = paddle.matmul(paddle.to_tensor(interpolation_matrix(h, size[0], mode)), x)
+        return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 

@@ -16,11 +16,11 @@ from paddleseg_ext.config import load_config
 from paddleseg_ext.export import export
 from paddleseg_ext.export.onnx_optimize import (
     INTERPOLATION_MATMUL,
-    interpolation_matrix,
     optimize_onnx,
     remove_unused,
     rewrite_small_resizes,
 )
+from paddleseg_ext.models.interpolation import interpolation_matrix
 
 MODES = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

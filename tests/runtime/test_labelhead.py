@@ -86,7 +86,7 @@ def test_matches_onnxruntime_resize_up_to_near_ties(real_logits):
 def test_taps_are_the_interpolation_matrix(size_in, size_out, align_corners):
     """The taps against the export's interpolation matrices (paddleseg_ext.export)."""
     pytest.importorskip("paddleseg_ext", reason="the reference matrices are the training side's")
-    from paddleseg_ext.export.onnx_optimize import interpolation_matrix
+    from paddleseg_ext.models.interpolation import interpolation_matrix
 
     lo, hi, weight = bilinear_taps(size_in, size_out, align_corners)
     matrix = np.zeros((size_out, size_in))

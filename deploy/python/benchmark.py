@@ -18,14 +18,31 @@ an x86 CPU under qemu-user) and the backend's version and execution providers.
 ``init`` is the time to create the predictor/session, ``first`` the first run, and
 min/max/avg cover ``--repeats`` runs after ``--warmup`` untimed ones, on random input.
 Needs only NumPy, PyYAML and the backend (no PaddlePaddle for onnxruntime or Paddle Lite).
+
+``--pick`` times every CPU backend installed here that has the export's files
+(onnxruntime, OpenVINO, Paddle Inference, Paddle Lite), interleaved run by run at
+``--threads``, prints their median and mean, and records the fastest (by median) in
+``deploy.yaml`` (``fastest``), which ``--backend auto`` then opens:
+
+python deploy/python/benchmark.py MODEL_DIR --pick --threads 2
+python deploy/python/infer.py --model_dir MODEL_DIR --backend auto ...
 """
 
 import argparse
 from typing import Dict, List, Optional, Sequence
 
-from seg_runtime import create_runner, format_perf, load_deploy, measure_latency
+import numpy as np
+from seg_runtime import (
+    create_runner,
+    format_perf,
+    load_deploy,
+    measure_latency,
+    summarize_ms,
+    time_interleaved,
+)
+from seg_runtime.backends import usable_backends
 from seg_runtime.cli import add_backend_args, backend_options, run
-from seg_runtime.machine import describe_machine
+from seg_runtime.machine import cpu_description, describe_machine
 
 
 def resolve_input_shape(exported: Sequence[int], input_shape: Optional[Sequence[int]]) -> List[int]:
@@ -57,6 +74,35 @@ def parse_shape(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"bad shape {text!r}; expected N,C,H,W") from err
 
 
+def pick_backend(model_dir: str, threads: int, warmup: int, repeats: int) -> dict:
+    """Times the usable CPU backends on one random input, interleaved; records and returns
+    ``deploy.yaml``'s ``fastest`` entry."""
+    deploy = load_deploy(model_dir)
+    candidates = usable_backends(deploy)
+    if not candidates:
+        raise ValueError(f"{model_dir}: no CPU backend installed here can run this export")
+    shape = resolve_input_shape(deploy.input_shape, None)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    runners = {b: create_runner(model_dir, b, threads) for b in candidates}
+    times = time_interleaved({b: (lambda r=r: r(x)) for b, r in runners.items()}, warmup, repeats)
+    stats = {b: summarize_ms(t) for b, t in times.items()}
+    print(describe_machine())
+    print(f"model: {model_dir}  threads: {threads}  warmup: {warmup}  repeats: {repeats}")
+    print(f"{'backend':<12} {'median ms':>10} {'mean ms':>10}")
+    for backend, s in sorted(stats.items(), key=lambda item: item[1]["median"]):
+        print(f"{backend:<12} {s['median']:>10.3f} {s['avg']:>10.3f}")
+    fastest = min(stats, key=lambda b: stats[b]["median"])
+    deploy.fastest = {
+        "backend": fastest,
+        "threads": threads,
+        "median_ms": {b: round(s["median"], 3) for b, s in stats.items()},
+        "machine": cpu_description(),
+    }
+    deploy.write(model_dir)
+    print(f"fastest: {fastest} (recorded in {model_dir}/deploy.yaml for --backend auto)")
+    return deploy.fastest
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     """Benchmarks an export directory with one backend and prints the Perf Info block."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,7 +111,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--input_shape", type=parse_shape, help="N,C,H,W (dynamic models)")
+    parser.add_argument(
+        "--pick", action="store_true",
+        help="Time every usable CPU backend and record the fastest for --backend auto",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.pick:
+        return pick_backend(args.model_dir, args.threads, args.warmup, args.repeats)
     deploy = load_deploy(args.model_dir)
     shape = resolve_input_shape(deploy.input_shape, args.input_shape)
     opened = []
@@ -76,7 +128,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
 
     stats = measure_latency(make_runner, shape, args.warmup, args.repeats)
     print(describe_machine(opened[-1]))
-    print(f"model: {args.model_dir}  backend: {args.backend}  threads: {args.threads}")
+    backend = getattr(opened[-1], "name", args.backend)
+    print(f"model: {args.model_dir}  backend: {backend}  threads: {args.threads}")
     print(
         f"input_shape: {','.join(map(str, shape))}  warmup: {args.warmup}  repeats: {args.repeats}"
     )

@@ -84,7 +84,8 @@ def main(argv: Optional[List[str]] = None) -> List[float]:
         print(f"{name}: {latency:.2f} ms")
     if latencies:
         print(
-            f"{len(latencies)} image(s), {args.backend}: mean {np.mean(latencies):.2f} ms, "
+            f"{len(latencies)} image(s), {getattr(predictor.runner, 'name', args.backend)}: "
+            f"mean {np.mean(latencies):.2f} ms, "
             f"median {np.median(latencies):.2f} ms; results in {args.save_dir}"
         )
     if skipped.count:

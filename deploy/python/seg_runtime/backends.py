@@ -28,6 +28,11 @@ import numpy as np
 from .files import load_deploy
 
 BACKENDS = ("onnxruntime", "paddle", "lite", "tensorrt", "openvino")
+# The CPU backends ``benchmark.py --pick`` compares; ``auto`` opens the one it recorded.
+CPU_BACKENDS = ("onnxruntime", "openvino", "paddle", "lite")
+AUTO = "auto"
+_BACKEND_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino",
+                     "paddle": "paddle.inference", "lite": "paddlelite.lite"}  # fmt: skip
 # Tried in this order when available; CPU always is.
 ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 # onnxruntime's intra-op threads spin-wait for work after each parallel section by default.
@@ -238,6 +243,35 @@ class OvRunner:
         return self.request.get_output_tensor(0).data.copy()
 
 
+def usable_backends(deploy, candidates: Sequence[str] = CPU_BACKENDS) -> list:
+    """The ``candidates`` whose package imports here and whose files the export holds."""
+    needs = {"onnxruntime": "onnx", "openvino": "onnx", "paddle": "paddle", "lite": "lite"}
+    usable = []
+    for backend in candidates:
+        if not deploy.has(needs[backend], deploy.precision(needs[backend])):
+            continue
+        try:
+            __import__(_BACKEND_PACKAGES[backend])
+        except ImportError:
+            continue
+        usable.append(backend)
+    return usable
+
+
+def resolve_backend(deploy, backend: str) -> str:
+    """``backend``, or for ``auto`` the backend ``benchmark.py --pick`` recorded in
+    ``deploy.yaml`` (``fastest``) when it is usable here, else onnxruntime (with a note)."""
+    if backend != AUTO:
+        return backend
+    chosen = deploy.fastest.get("backend")
+    if chosen and chosen in usable_backends(deploy, [chosen]):
+        return chosen
+    reason = f"{chosen} is not usable here" if chosen else "no backend recorded"
+    print(f"note: --backend auto: {reason} (benchmark.py --pick records one); using "
+          "onnxruntime", file=sys.stderr)  # fmt: skip
+    return "onnxruntime"
+
+
 def create_runner(
     model_dir: str,
     backend: str,
@@ -254,7 +288,7 @@ def create_runner(
 
     Args:
         model_dir: A directory written by the export (holding ``deploy.yaml``).
-        backend: One of ``BACKENDS``.
+        backend: One of ``BACKENDS``, or ``auto`` (:func:`resolve_backend`).
         threads: CPU threads.
         use_gpu: Paddle Inference on GPU.
         providers: onnxruntime execution providers (None: best available).
@@ -269,6 +303,7 @@ def create_runner(
         ImportError: The backend's package is not installed.
     """
     deploy = load_deploy(model_dir)
+    backend = resolve_backend(deploy, backend)
 
     def path(name: str) -> str:
         return os.path.join(model_dir, name)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable, Optional
 
-from .backends import BACKENDS
+from .backends import AUTO, BACKENDS
 from .postprocess import MIN_SIZE_FACTOR, PostProcessor
 from .tensorrt_engine import PRECISIONS
 
@@ -26,7 +26,10 @@ def add_backend_args(parser: argparse.ArgumentParser, *, gpu: bool = True, int8:
     """``--backend``, ``--threads``, ``--cpu_only``, the TensorRT engine flags and, where the
     script can use them, ``--use_gpu`` (Paddle Inference) and ``--int8`` (Paddle Lite)."""
     group = parser.add_argument_group("backend")
-    group.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="Runtime")
+    group.add_argument(
+        "--backend", choices=(*BACKENDS, AUTO), default="onnxruntime",
+        help="Runtime (auto: the fastest that benchmark.py --pick recorded in deploy.yaml)",
+    )  # fmt: skip
     group.add_argument("--threads", type=int, default=1, help="CPU threads")
     group.add_argument(
         "--cpu_only", action="store_true", help="onnxruntime: CPU provider only (no TensorRT)"

@@ -53,6 +53,8 @@ class DeployInfo:
             runtime opens when none is asked for (ONNX: INT8 once quantized, as the export
             points the runtime at it; Lite: float).
         quantization: Per format, how its INT8 model was made.
+        fastest: What ``benchmark.py --pick`` measured here (``backend``, ``threads``, the
+            mean ms per backend, ``machine``): the backend ``--backend auto`` opens.
         meta: The descriptive rest (``input_name``, ``output_dtype``, ``output_layout``,
             ``class_names``, ``model_type``, ``opset``, ``align_corners``), as written.
     """
@@ -69,6 +71,7 @@ class DeployInfo:
         formats=None,
         quantization=None,
         meta=None,
+        fastest=None,
     ) -> None:
         self.input_shape = [int(v) for v in input_shape]
         self.num_classes = int(num_classes)
@@ -77,6 +80,7 @@ class DeployInfo:
         self.formats = {name: dict(files) for name, files in (formats or {}).items()}
         self.quantization = dict(quantization or {})
         self.meta = dict(meta or {})
+        self.fastest = dict(fastest or {})
 
     # -- reading -----------------------------------------------------------------------
 
@@ -102,7 +106,8 @@ class DeployInfo:
             formats, quantization = deploy.get("formats") or {}, deploy.get("quantization")
         meta = {key: deploy[key] for key in cls.META_KEYS if key in deploy}
         return cls(deploy["input_shape"], deploy["num_classes"], deploy.get("transforms"),
-                   deploy.get("output_op", "argmax"), formats, quantization, meta)  # fmt: skip
+                   deploy.get("output_op", "argmax"), formats, quantization, meta,
+                   deploy.get("fastest"))  # fmt: skip
 
     @staticmethod
     def _formats_v1(deploy: dict):
@@ -186,6 +191,8 @@ class DeployInfo:
         deploy.update(self.meta)
         if self.quantization:
             deploy["quantization"] = self.quantization
+        if self.fastest:
+            deploy["fastest"] = self.fastest
         return deploy
 
     def write(self, model_dir: str) -> str:

@@ -133,6 +133,18 @@ def _make_normalize(mean=(0.5,), std=(0.5,)):
         np.divide(out, np.tile(std_bgr, w), out=out)
         return out.reshape(h, w, 3)
 
+    def to_chw(img: np.ndarray) -> np.ndarray:
+        # The last transform: the same operations, written straight into the (C, H, W) RGB
+        # planes (one strided read per channel instead of a copy of the normalized image).
+        chw = np.empty((3, *img.shape[:2]), dtype=np.float32)
+        for channel in range(3):
+            bgr = 2 - channel
+            np.divide(img[:, :, bgr], np.float32(255.0), out=chw[channel], dtype=np.float32)
+            np.subtract(chw[channel], mean_bgr[bgr], out=chw[channel])
+            np.divide(chw[channel], std_bgr[bgr], out=chw[channel])
+        return chw
+
+    op.to_chw = to_chw
     return op, False
 
 
@@ -197,10 +209,13 @@ class Preprocessor:
             raise ValueError(f"expected an (H, W, 3) BGR image, got shape {image_bgr.shape}")
         img = image_bgr
         steps: List[Step] = []
+        last = self.ops[-1][1] if self.ops else None
         for name, op, geometric in self.ops:
             if geometric:
                 steps.append(("padding" if name == "Padding" else "resize", img.shape[:2]))
                 img = img.astype(np.float32, copy=False)  # PaddleSeg resizes the float image
+            if op is last and hasattr(op, "to_chw"):
+                return op.to_chw(img), steps
             img = op(img)
         chw = np.empty((3, *img.shape[:2]), dtype=np.float32)
         for channel in range(3):  # BGR -> RGB, one strided copy per channel

@@ -101,7 +101,7 @@ def _band_argmax(top: np.ndarray, bottom: np.ndarray, weight: np.ndarray) -> np.
     smaller end loses everywhere on the column. The ends are widened by 2^-20 of their
     magnitude, more than the rounding of the interpolation (under 2^-21), so no possible
     winner is dropped. Columns with one candidate take it, with two compare them, with more
-    go through every class."""
+    go through the classes that are a candidate in any of them."""
     step = bottom - top
     margin = (np.abs(top) + np.abs(bottom)) * 2.0**-20
     floor = (np.minimum(top, bottom) - margin).max(axis=0)
@@ -118,7 +118,12 @@ def _band_argmax(top: np.ndarray, bottom: np.ndarray, weight: np.ndarray) -> np.
         labels[:, two] = np.where(value_b > value_a, b, a)
     many = np.flatnonzero(count > 2)
     if many.size:
-        labels[:, many] = _interpolated_argmax(top[:, many], step[:, many], weight[:, many])
+        # Only the classes that are a candidate somewhere among these columns (ascending, so
+        # that ties still go to the lower index).
+        active = np.flatnonzero(candidate[:, many].any(axis=1))
+        best = _interpolated_argmax(top[np.ix_(active, many)], step[np.ix_(active, many)],
+                                    weight[:, many])  # fmt: skip
+        labels[:, many] = active[best]
     return labels
 
 

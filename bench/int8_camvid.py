@@ -108,6 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.backends) - {"onnxruntime", "openvino"}
     if unknown:
         parser.error(f"--backends: unknown {sorted(unknown)}; choose onnxruntime, openvino")
+    if "onnxruntime" not in args.backends:
+        parser.error("--backends must include onnxruntime: its float model is the reference")
+    args.backends.sort(key=lambda b: b != "onnxruntime")  # the reference first
     return args
 
 
@@ -122,7 +125,10 @@ def evaluate_onnx(
 
     def samples():
         for image_path, label_path in files[:count]:
-            yield read_image(image_path), cv2.imread(label_path, cv2.IMREAD_GRAYSCALE)
+            label = cv2.imread(label_path, cv2.IMREAD_GRAYSCALE)
+            if label is None:
+                raise ValueError(f"cannot read the label image {label_path}")
+            yield read_image(image_path), label
 
     models = {name: (lambda x, p=p: p(x)[0]) for name, p in predictors.items()}
     report = evaluate_export(models, samples(), num_classes, ignore_index)

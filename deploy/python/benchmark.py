@@ -74,16 +74,28 @@ def parse_shape(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"bad shape {text!r}; expected N,C,H,W") from err
 
 
-def pick_backend(model_dir: str, threads: int, warmup: int, repeats: int) -> dict:
-    """Times the usable CPU backends on one random input, interleaved; records and returns
-    ``deploy.yaml``'s ``fastest`` entry."""
+def pick_backend(
+    model_dir: str,
+    threads: int,
+    warmup: int,
+    repeats: int,
+    input_shape: Optional[Sequence[int]] = None,
+    int8: Optional[bool] = None,
+) -> dict:
+    """Times the usable CPU backends (onnxruntime on its CPU provider) on one random input,
+    interleaved, each in the precision ``int8`` asks for (None: the export's default);
+    records and returns ``deploy.yaml``'s ``fastest`` entry."""
     deploy = load_deploy(model_dir)
-    candidates = usable_backends(deploy)
+    candidates = usable_backends(deploy, int8=int8)
     if not candidates:
         raise ValueError(f"{model_dir}: no CPU backend installed here can run this export")
-    shape = resolve_input_shape(deploy.input_shape, None)
+    shape = resolve_input_shape(deploy.input_shape, input_shape)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    runners = {b: create_runner(model_dir, b, threads) for b in candidates}
+    runners = {
+        b: create_runner(model_dir, b, threads, int8=int8,
+                         providers=["CPUExecutionProvider"] if b == "onnxruntime" else None)
+        for b in candidates
+    }  # fmt: skip
     times = time_interleaved({b: (lambda r=r: r(x)) for b, r in runners.items()}, warmup, repeats)
     stats = {b: summarize_ms(t) for b, t in times.items()}
     print(describe_machine())
@@ -117,7 +129,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.pick:
-        return pick_backend(args.model_dir, args.threads, args.warmup, args.repeats)
+        return pick_backend(args.model_dir, args.threads, args.warmup, args.repeats,
+                            args.input_shape, args.int8)  # fmt: skip
     deploy = load_deploy(args.model_dir)
     shape = resolve_input_shape(deploy.input_shape, args.input_shape)
     opened = []

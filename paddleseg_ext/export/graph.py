@@ -29,6 +29,7 @@ from paddle.jit.dy2static.program_translator import StaticFunction
 from seg_runtime import ExportFiles
 
 from ..config import ConfigError
+from ..models.layers import resizes_as_matmuls
 from ..models.vim import LogitsUpsample, VIMWrapper
 
 OUTPUT_OPS = ("argmax", "softmax", "none", "vim", "exact")
@@ -156,6 +157,18 @@ def trace_paddle(layer: nn.Layer, input_shape: Sequence[int]) -> None:
             f"--input_shape {list(input_shape)}: {type(model).__name__} cannot be exported "
             f"at this shape: {reason}"
         ) from err
+
+
+def save_inference_program(
+    model: nn.Layer, output_op: str, outputs_labels: bool, input_shape: Sequence[int],
+    save_dir: str,
+) -> dict[str, str]:  # fmt: skip
+    """The program Paddle Inference runs: ``model`` + the output op, traced with its small
+    resizes as interpolation matrix products (``resizes_as_matmuls``: Paddle's CPU
+    ``bilinear_interp`` is slow on them), saved by :func:`save_paddle`."""
+    with resizes_as_matmuls():
+        layer = ExportModel(model, output_op, outputs_labels)
+        return save_paddle(layer, input_shape, save_dir)
 
 
 def save_paddle(layer: nn.Layer, input_shape: Sequence[int], save_dir: str) -> dict[str, str]:

@@ -14,9 +14,15 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
+
+import paddle.nn as nn
+
+from .graph import save_paddle
 
 # Before anything imports paddle2onnx (and polygraphy): never install packages at run time.
 os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
@@ -61,6 +67,24 @@ def _convert_onnx_child(
         enable_onnx_checker=True,
         optimize_tool="none",
     )
+
+
+def write_onnx(
+    layer: nn.Layer, input_shape: Sequence[int], onnx_file: str, opset: int = 13,
+    optimize: bool = True,
+) -> None:  # fmt: skip
+    """``layer`` traced as written, saved as a Paddle program in a folder beside
+    ``onnx_file`` (removed after), and converted by :func:`convert_onnx`. The ONNX
+    optimisation picks the resizes to rewrite itself, so the trace keeps Paddle's."""
+    program_dir = os.path.join(os.path.dirname(os.path.abspath(onnx_file)), "onnx_program")
+    os.makedirs(program_dir)
+    try:
+        program = save_paddle(layer, input_shape, program_dir)
+        convert_onnx(os.path.join(program_dir, program["model"]),
+                     os.path.join(program_dir, program["params"]), onnx_file, opset,
+                     optimize=optimize)  # fmt: skip
+    finally:
+        shutil.rmtree(program_dir, ignore_errors=True)
 
 
 def convert_onnx(

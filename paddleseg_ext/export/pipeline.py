@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,7 +36,6 @@ from seg_runtime import DEPLOY_FILE, DeployInfo, ExportFiles, Preprocessor
 from ..atomic import StagedDirectory
 from ..config import ConfigError, build, dataset_info
 from ..core.checkpoint import load_weights
-from ..models.layers import resizes_as_matmuls
 from . import lite
 from .graph import (
     INPUT_NAME,
@@ -45,10 +43,10 @@ from .graph import (
     ExportModel,
     outputs_labels,
     prepare_model,
-    save_paddle,
+    save_inference_program,
     trace_paddle,
 )
-from .onnx_convert import ONNX_OPSETS, convert_onnx
+from .onnx_convert import ONNX_OPSETS, write_onnx
 from .verify import MIN_AGREEMENT, logit_differences, sample_input, verify_export
 
 FORMATS = ("paddle", "onnx", "lite")
@@ -303,27 +301,13 @@ def _write_models(
     """Writes the model files of ``names`` into ``directory``; returns them by role."""
     files: dict[str, str] = {}
     if "paddle" in names:
-        # Paddle Inference runs the program as saved: its small resizes are traced as
-        # interpolation matrix products (``resizes_as_matmuls``).
-        with resizes_as_matmuls():
-            files.update(save_paddle(ExportModel(model, output_op, layer.outputs_labels),
-                                     shape, directory))  # fmt: skip
-    if "onnx" in names:
-        # ONNX is converted from the program traced as the model is written (the ONNX
-        # optimisation picks the resizes to rewrite itself), saved in a subfolder of the
-        # stage, so that a killed run leaves nothing elsewhere.
-        program_dir = os.path.join(directory, "onnx_program")
-        os.makedirs(program_dir)
-        program = save_paddle(layer, shape, program_dir)
-        convert_onnx(
-            os.path.join(program_dir, program["model"]),
-            os.path.join(program_dir, program["params"]),
-            os.path.join(directory, ExportFiles.ONNX),
-            opset,
-            optimize=optimize_onnx,
+        files.update(
+            save_inference_program(model, output_op, layer.outputs_labels, shape, directory)
         )
+    if "onnx" in names:
+        # Its temporary program goes inside the stage: a killed run leaves nothing elsewhere.
+        write_onnx(layer, shape, os.path.join(directory, ExportFiles.ONNX), opset, optimize_onnx)
         files["onnx_model"] = ExportFiles.ONNX
-        shutil.rmtree(program_dir)
     if "lite" in names:
         files["lite_model"] = lite.convert_lite(cfg, model, shape, output_op, directory, verify)
     return files

@@ -14,8 +14,8 @@ from paddleseg.utils import logger
 from seg_runtime import ExportFiles, OrtRunner, PaddleRunner, resize_to_input, to_labels
 
 from ..config import build, check_dataset_root
-from .graph import ExportModel, save_paddle
-from .onnx_convert import convert_onnx
+from .graph import ExportModel, save_inference_program
+from .onnx_convert import write_onnx
 
 # Smallest share of pixels on which an exported model must agree with the dygraph model.
 MIN_AGREEMENT = 0.999
@@ -115,13 +115,12 @@ def logit_differences(
     layer = ExportModel(model, "none", False)
     layer.eval()
     with tempfile.TemporaryDirectory(prefix="export_logits_", dir=work_dir) as tmp:
-        files = save_paddle(layer, input_shape, tmp)
+        # The programs as the export writes them.
+        files = {}
+        if paddle_check:
+            files.update(save_inference_program(model, "none", False, input_shape, tmp))
         if onnx_check:
-            onnx_file = os.path.join(tmp, ExportFiles.ONNX)
-            model_file = os.path.join(tmp, files["model"])
-            convert_onnx(model_file, os.path.join(tmp, files["params"]), onnx_file, opset)
-            files["onnx_model"] = os.path.basename(onnx_file)
-        if not paddle_check:
-            del files["model"]
+            write_onnx(layer, input_shape, os.path.join(tmp, ExportFiles.ONNX), opset)
+            files["onnx_model"] = ExportFiles.ONNX
         checks = verify_export(layer, tmp, files, x, threads)
     return {backend: check["max_abs_diff"] for backend, check in checks.items()}

@@ -51,3 +51,33 @@ def test_auto_with_a_backend_unusable_here_opens_onnxruntime(model_dir, capsys):
     deploy.write(model_dir)
     assert create_runner(model_dir, "auto").name == "onnxruntime"
     assert "note: --backend auto: lite is not usable here" in capsys.readouterr().err
+
+
+def test_auto_falls_back_to_the_first_usable_backend(model_dir, capsys):
+    deploy = load_deploy(model_dir)
+    deploy.formats.pop("onnx")  # a Paddle-only export
+    deploy.write(model_dir)
+    assert create_runner(model_dir, "auto").name == "paddle"
+    assert "no backend recorded (benchmark.py --pick records one); using paddle" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_record_from_another_machine_is_used_with_a_note(model_dir, capsys):
+    deploy = load_deploy(model_dir)
+    deploy.fastest = {"backend": "onnxruntime", "threads": 1, "machine": "another board"}
+    deploy.write(model_dir)
+    assert create_runner(model_dir, "auto").name == "onnxruntime"
+    err = capsys.readouterr().err
+    assert "onnxruntime was the fastest on another board; run benchmark.py --pick here" in err
+
+
+def test_bad_records_and_requests_are_named(model_dir):
+    deploy = load_deploy(model_dir)
+    deploy.fastest = {"backend": "tensorrt"}
+    deploy.write(model_dir)
+    with pytest.raises(ValueError, match=r"deploy.yaml: fastest.backend 'tensorrt' is not one"):
+        create_runner(model_dir, "auto")
+    assert not load_deploy(model_dir).has("onnx", "int8")
+    with pytest.raises(ValueError, match="no INT8 ONNX model \\(export with --quantize int8\\)"):
+        create_runner(model_dir, "onnxruntime", int8=True)

@@ -25,7 +25,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .files import load_deploy
+from .files import DEPLOY_FILE, load_deploy
+from .machine import cpu_description
 
 BACKENDS = ("onnxruntime", "paddle", "lite", "tensorrt", "openvino")
 # The CPU backends ``benchmark.py --pick`` compares; ``auto`` opens the one it recorded.
@@ -33,6 +34,9 @@ CPU_BACKENDS = ("onnxruntime", "openvino", "paddle", "lite")
 AUTO = "auto"
 _BACKEND_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino",
                      "paddle": "paddle.inference", "lite": "paddlelite.lite"}  # fmt: skip
+# The export format each backend opens.
+BACKEND_FORMATS = {"onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "onnx",
+                   "paddle": "paddle", "lite": "lite"}  # fmt: skip
 # Tried in this order when available; CPU always is.
 ORT_ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 # onnxruntime's intra-op threads spin-wait for work after each parallel section by default.
@@ -243,12 +247,13 @@ class OvRunner:
         return self.request.get_output_tensor(0).data.copy()
 
 
-def usable_backends(deploy, candidates: Sequence[str] = CPU_BACKENDS) -> list:
-    """The ``candidates`` whose package imports here and whose files the export holds."""
-    needs = {"onnxruntime": "onnx", "openvino": "onnx", "paddle": "paddle", "lite": "lite"}
+def usable_backends(deploy, candidates: Sequence[str] = CPU_BACKENDS, int8=None) -> list:
+    """The ``candidates`` whose package imports here and whose files the export holds (in
+    the precision ``int8`` asks for, see :meth:`DeployInfo.precision`)."""
     usable = []
     for backend in candidates:
-        if not deploy.has(needs[backend], deploy.precision(needs[backend])):
+        fmt = BACKEND_FORMATS[backend]
+        if not deploy.has(fmt, deploy.precision(fmt, int8)):
             continue
         try:
             __import__(_BACKEND_PACKAGES[backend])
@@ -260,16 +265,33 @@ def usable_backends(deploy, candidates: Sequence[str] = CPU_BACKENDS) -> list:
 
 def resolve_backend(deploy, backend: str) -> str:
     """``backend``, or for ``auto`` the backend ``benchmark.py --pick`` recorded in
-    ``deploy.yaml`` (``fastest``) when it is usable here, else onnxruntime (with a note)."""
+    ``deploy.yaml`` (``fastest``) when it is usable here, else the first usable CPU backend
+    (onnxruntime first), with a ``note:`` line. A record made on another CPU is used with a
+    note to pick again.
+
+    Raises:
+        ValueError: The recorded backend is not a CPU backend, or none is usable here.
+    """
     if backend != AUTO:
         return backend
     chosen = deploy.fastest.get("backend")
+    if chosen is not None and chosen not in CPU_BACKENDS:
+        raise ValueError(f"{DEPLOY_FILE}: fastest.backend {chosen!r} is not one of "
+                         f"{', '.join(CPU_BACKENDS)}")  # fmt: skip
     if chosen and chosen in usable_backends(deploy, [chosen]):
+        recorded_on = deploy.fastest.get("machine")
+        if recorded_on and recorded_on != cpu_description():
+            print(f"note: --backend auto: {chosen} was the fastest on {recorded_on}; run "
+                  "benchmark.py --pick here to measure this machine", file=sys.stderr)  # fmt: skip
         return chosen
+    usable = usable_backends(deploy)
+    if not usable:
+        raise ValueError(f"--backend auto: no CPU backend installed here can run this export "
+                         f"({', '.join(CPU_BACKENDS)})")  # fmt: skip
     reason = f"{chosen} is not usable here" if chosen else "no backend recorded"
     print(f"note: --backend auto: {reason} (benchmark.py --pick records one); using "
-          "onnxruntime", file=sys.stderr)  # fmt: skip
-    return "onnxruntime"
+          f"{usable[0]}", file=sys.stderr)  # fmt: skip
+    return usable[0]
 
 
 def create_runner(
@@ -316,6 +338,8 @@ def create_runner(
     if backend in ("onnxruntime", "tensorrt", "openvino"):
         if not deploy.has("onnx"):
             raise ValueError(f"{model_dir}: no ONNX model (export with --formats onnx)")
+        if backend != "tensorrt" and not deploy.model_file("onnx", int8):
+            raise ValueError(f"{model_dir}: no INT8 ONNX model (export with --quantize int8)")
         if backend == "onnxruntime":
             return OrtRunner(path(deploy.model_file("onnx", int8)), threads, providers)
         if backend == "openvino":

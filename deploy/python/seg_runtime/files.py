@@ -53,8 +53,9 @@ class DeployInfo:
             runtime opens when none is asked for (ONNX: INT8 once quantized, as the export
             points the runtime at it; Lite: float).
         quantization: Per format, how its INT8 model was made.
-        fastest: What ``benchmark.py --pick`` measured here (``backend``, ``threads``, the
-            mean ms per backend, ``machine``): the backend ``--backend auto`` opens.
+        fastest: What ``benchmark.py --pick`` measured (``backend``, ``threads``, the median
+            ms per backend as ``median_ms``, ``machine``): the backend ``--backend auto``
+            opens.
         meta: The descriptive rest (``input_name``, ``output_dtype``, ``output_layout``,
             ``class_names``, ``model_type``, ``opset``, ``align_corners``), as written.
     """
@@ -200,9 +201,11 @@ class DeployInfo:
         import yaml
 
         path = os.path.join(model_dir, DEPLOY_FILE)
-        with open(path, "w") as f:
+        # Written beside it and renamed, so that a reader never sees half a file.
+        with open(path + ".tmp", "w") as f:
             yaml.safe_dump({"Deploy": self.to_dict()}, f, sort_keys=False,
                            default_flow_style=None)  # fmt: skip
+        os.replace(path + ".tmp", path)
         return path
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from seg_runtime.backends import BACKEND_FORMATS, resolve_backend
 from seg_runtime.files import load_deploy
 from seg_runtime.postprocess import PostProcessor
 from seg_runtime.predictor import SegPredictor
@@ -18,6 +19,8 @@ from seg_runtime.visualize import color_palette, colorize, hex_color, legend
 
 DEFAULT_ALPHA = 0.5
 JPEG_QUALITY = 90
+# Backends with an INT8 model beside the float one: an INT8 export gives both entries.
+INT8_BACKENDS = ("onnxruntime", "openvino", "lite")
 
 
 class DemoModel:
@@ -119,25 +122,27 @@ def open_models(
     """Opens each export directory with ``backend`` and ``runner_options`` (see
     :func:`~seg_runtime.backends.create_runner`); one picker entry per model in it.
 
-    An export quantized to INT8 keeps its float model (onnxruntime and Paddle Lite alike),
-    so it gives two entries, ``NAME (INT8)`` and ``NAME (float)``, to compare.
+    An export quantized to INT8 keeps its float model (onnxruntime, OpenVINO and Paddle Lite
+    alike), so it gives two entries, ``NAME (INT8)`` and ``NAME (float)``, to compare.
+    ``backend="auto"`` opens the backend ``benchmark.py --pick`` recorded for each export.
 
     Raises:
         FileNotFoundError, ValueError, ImportError: As :class:`SegPredictor`.
     """
     models = []
     for name, model_dir in zip(picker_names(model_dirs), model_dirs):
-        fmt = {"onnxruntime": "onnx", "lite": "lite"}.get(backend)
-        if fmt and load_deploy(model_dir).has(fmt, "int8"):
+        deploy = load_deploy(model_dir)
+        opened = resolve_backend(deploy, backend)  # `auto`: the one benchmark.py recorded
+        if opened in INT8_BACKENDS and deploy.has(BACKEND_FORMATS[opened], "int8"):
             variants = [
-                (label, SegPredictor(model_dir, backend, threads, **runner_options, int8=int8))
+                (label, SegPredictor(model_dir, opened, threads, **runner_options, int8=int8))
                 for label, int8 in (("INT8", True), ("float", False))
             ]
         else:
-            variants = [("float", SegPredictor(model_dir, backend, threads, **runner_options))]
+            variants = [("float", SegPredictor(model_dir, opened, threads, **runner_options))]
         for precision, predictor in variants:
             label = f"{name} ({precision})" if len(variants) > 1 else name
-            models.append(DemoModel(label, model_dir, predictor, backend, threads, precision))
+            models.append(DemoModel(label, model_dir, predictor, opened, threads, precision))
     return models
 
 

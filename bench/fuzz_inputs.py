@@ -266,10 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         replay(args)
         return 0
-    flags = ""
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            flags = " ".join(sorted(set(re.findall(r"\bavx\S*", f.read()))))
+    from seg_runtime.machine import cpu_flags  # noqa: PLC0415
+
+    flags = " ".join(f for f in cpu_flags() if f.startswith("avx"))
     import cv2  # noqa: PLC0415
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {flags}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import tempfile
 import time
 
@@ -44,7 +43,7 @@ from seg_runtime import (
     summarize_ms,
     time_interleaved,
 )
-from seg_runtime.machine import cpu_description
+from seg_runtime.machine import cpu_description, cpu_flags
 
 import paddleseg_ext  # noqa: F401  (registers our components)
 from paddleseg_ext.config import build, dataset_info, load_config
@@ -255,14 +254,6 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     import onnxruntime
@@ -272,7 +263,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         [field.format(runs=args.runs_dir) for field in spec] for spec in DEFAULT_MODELS
     ]
     results = [study(spec, args, out_dir) for spec in specs]
-    flags = sorted(set(re.findall(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", _cpu_flags())))
+    flags = [f for f in cpu_flags() if f in ("avx512_vnni", "avx_vnni", "amx_int8")]
     machine = (
         f"{cpu_description()}; int8 dot products: {', '.join(flags) or 'none (no VNNI)'}"
         f"; onnxruntime {onnxruntime.__version__}, {args.threads} thread(s), {args.repeats} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from seg_runtime.machine import cpu_description, describe_machine
+from seg_runtime.machine import cpu_description, cpu_flags, describe_machine
 
 X86_CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold\n"
 # A Jetson Nano's /proc/cpuinfo (no "model name" on older kernels; one block per core).
@@ -51,3 +51,14 @@ def test_backend_and_providers():
     assert line.startswith(f"machine: {platform.machine()}, ")
     assert line.endswith(f"; backend: onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)")
     assert "; backend:" not in describe_machine()
+
+
+def test_cpu_flags_read_x86_flags_and_arm_features(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nflags\t\t: sse avx2 avx512_vnni avx2\n\nprocessor\t: 1\n"
+                   "flags\t\t: other\n")  # fmt: skip
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd crc32\nCPU part\t: 0xd07\n")
+    assert cpu_flags(str(x86)) == ["avx2", "avx512_vnni", "sse"]
+    assert cpu_flags(str(arm)) == ["asimd", "crc32", "fp"]
+    assert cpu_flags(str(tmp_path / "missing")) == []

@@ -18,6 +18,7 @@ those of oneDNN off, and without it on all of them.
 The session options of both runtimes were chosen by measurement (docs/performance.md).
 """
 
+import importlib.util
 import os
 import re
 import sys
@@ -26,14 +27,12 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .files import DEPLOY_FILE, load_deploy
-from .machine import cpu_description
+from .machine import BACKEND_PACKAGES, cpu_description
 
 BACKENDS = ("onnxruntime", "paddle", "lite", "tensorrt", "openvino")
 # The CPU backends ``benchmark.py --pick`` compares; ``auto`` opens the one it recorded.
 CPU_BACKENDS = ("onnxruntime", "openvino", "paddle", "lite")
 AUTO = "auto"
-_BACKEND_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino",
-                     "paddle": "paddle.inference", "lite": "paddlelite.lite"}  # fmt: skip
 # The export format each backend opens.
 BACKEND_FORMATS = {"onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "onnx",
                    "paddle": "paddle", "lite": "lite"}  # fmt: skip
@@ -247,20 +246,23 @@ class OvRunner:
         return self.request.get_output_tensor(0).data.copy()
 
 
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be found here, without importing it."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def usable_backends(deploy, candidates: Sequence[str] = CPU_BACKENDS, int8=None) -> list:
-    """The ``candidates`` whose package imports here and whose files the export holds (in
-    the precision ``int8`` asks for, see :meth:`DeployInfo.precision`)."""
-    usable = []
-    for backend in candidates:
-        fmt = BACKEND_FORMATS[backend]
-        if not deploy.has(fmt, deploy.precision(fmt, int8)):
-            continue
-        try:
-            __import__(_BACKEND_PACKAGES[backend])
-        except ImportError:
-            continue
-        usable.append(backend)
-    return usable
+    """The ``candidates`` whose package is installed here and whose files the export holds
+    (in the precision ``int8`` asks for, see :meth:`DeployInfo.precision`). Nothing is
+    imported: ``--backend auto`` loads only the backend it opens."""
+    return [
+        backend for backend in candidates
+        if deploy.has(BACKEND_FORMATS[backend], deploy.precision(BACKEND_FORMATS[backend], int8))
+        and _installed(BACKEND_PACKAGES[backend])
+    ]  # fmt: skip
 
 
 def resolve_backend(deploy, backend: str) -> str:

@@ -18,6 +18,9 @@ _ARM_CORES = {
     ("0x4e", "0x004"): "NVIDIA Carmel",  # Jetson Xavier
 }
 _X86_VENDORS = ("GenuineIntel", "AuthenticAMD")
+# The top-level Python package of each backend (whose version is the backend's).
+BACKEND_PACKAGES = {"onnxruntime": "onnxruntime", "paddle": "paddle", "lite": "paddlelite",
+                    "tensorrt": "tensorrt", "openvino": "openvino"}  # fmt: skip
 
 
 def _cpuinfo(path: str = "/proc/cpuinfo") -> dict:
@@ -57,6 +60,12 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
     return f"{arch}, {cpu}, {cores} cores"
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> list:
+    """The CPU's feature flags, sorted (x86 ``flags``, ARM ``Features``); empty if unknown."""
+    fields = _cpuinfo(cpuinfo)
+    return sorted(set((fields.get("flags") or fields.get("Features") or "").split()))
+
+
 def describe_machine(runner=None) -> str:
     """``machine: <cpu_description()>`` plus the backend of ``runner``: its name, version and,
     for onnxruntime, the execution providers of its session."""
@@ -64,13 +73,7 @@ def describe_machine(runner=None) -> str:
     if runner is None:
         return text
     name = getattr(runner, "name", type(runner).__name__)
-    module = {
-        "onnxruntime": "onnxruntime",
-        "paddle": "paddle",
-        "lite": "paddlelite",
-        "tensorrt": "tensorrt",
-        "openvino": "openvino",
-    }.get(name)
+    module = BACKEND_PACKAGES.get(name)
     version = ""
     if module:
         try:
